@@ -1,0 +1,375 @@
+"""Experiment configuration: YAML with base inheritance, validated into typed dataclasses.
+
+An experiment is a YAML file. ``base:`` names one or more parent files (relative to the
+file, or a bare name resolved in ``reprolib/configs/``); the child holds only its
+differences, merged key by key. A ``profiles:`` mapping holds per-profile overrides
+(``smoke``, ``embedded``, ``paper``) applied after inheritance, and ``--set key=value``
+overrides are applied last. Every key must exist in the dataclasses below: a misspelt key is
+an error naming the key and the nearest valid one.
+
+Example::
+
+    cfg = load_config("vld_baseline", profile="embedded", overrides=["train.epochs=2"])
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PROFILES = ("smoke", "embedded", "paper")
+_ENV_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+class ConfigError(ValueError):
+    """Raised for an invalid configuration; the message names the file and key."""
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "hitsz-vcm"  # "hitsz-vcm" | "bupt"
+    root: str = "${REPROLIB_DATA}"  # dataset root; ${VAR} expands from the environment
+    layout: str = "auto"  # HITSZ-VCM layout: "auto" | "A" (merged + info/) | "B" (Train/ Test/ info/)
+    min_seq_len: int = 12  # tracklets shorter than this are dropped (after the query/gallery split)
+    seq_len: int = 6  # frames per clip (T)
+    height: int = 288
+    width: int = 144
+    train_sampling: str = "chunk"  # "chunk" (restricted random) | "bupt_random" | "consecutive" | "bupt_restricted"
+    test_sampling: str = "chunk_first"  # "chunk_first" | "dense" | "bupt_uniform" | "consecutive"
+    sampler: str = "vcm"  # identity sampler: "vcm" | "bupt"
+    num_ids: int = 4  # P: identities per batch
+    num_pos: int = 4  # K: tracklets per identity and modality (vcm); cameras per identity (bupt)
+    sampler_replace: bool = True  # vcm sampler draws tracklets with replacement (official)
+    sampler_length: str = "max"  # vcm epoch length from "max" (VLD) or "min" (MITML) modality count
+    augment: str = "vld"  # augmentation recipe: "none" | "mitml" | "vld" | "xreid" | "bupt"
+    augment_per: str = "frame"  # randomness of crop/flip/erasing: "frame" (official) | "tracklet"
+    normalization: str = "imagenet"  # "imagenet" (what all official codes use) | "clip"
+    bupt_eval_mode: str = "official"  # "official" (batch-64 RGB tail drop) | "full"
+    bupt_eval_batch: int = 64  # batch size of the official ConsistentModalitySampler
+    num_workers: int = 0
+    test_batch_size: int = 32
+
+
+@dataclass
+class BackboneConfig:
+    arch: str = "ViT-B-16-quickgelu"  # open_clip model name
+    pretrained: str = "openai"  # "openai" | "none" (random init) | a file or local-dir path | "tinyclip"
+    weights_path: str = ""  # explicit local weights file; else $CLIP_WEIGHTS or the HF cache
+    stride: int = 16  # patch-embedding stride (16 = non-overlapping)
+    sie: bool = False  # camera embedding (SIE) added to [CLS]
+    sie_coef: float = 1.0
+    freeze_patch_embed: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "baseline"  # registered model family
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    feature: str = "proj"  # which per-frame feature the baseline pools: "cls" (768) | "proj" (512)
+    temporal_pool: str = "tap"  # temporal aggregation: "tap" (average)
+    neck: str = "bnneck"  # "bnneck" | "none"
+    extra: dict = field(default_factory=dict)  # validated by the model family's own schema
+
+
+@dataclass
+class LossConfig:
+    id_weight: float = 1.0
+    label_smoothing: float = 0.0
+    triplet: str = "wrt"  # metric loss: "wrt" | "batch_hard" | "none"
+    triplet_weight: float = 1.0
+    triplet_margin: float = 0.3
+    wrt_legacy_numerics: bool = True  # VLD's exact shift and 1e-6 epsilon (reference/vld.md 4.2)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # "adam" | "adamw" | "sgd"
+    lr: float = 2.5e-5
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    betas: tuple = (0.9, 0.999)
+    head_lr_mult: float = 25.0  # multiplier for heads (classifiers, BNNeck) and new modules
+    bias_lr_mult: float = 1.0
+    bias_weight_decay: float = 1e-4
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"  # "cosine" (timm-style per epoch) | "warmup_multistep"
+    warmup_epochs: int = 3
+    warmup_factor: float = 0.01  # warmup starts at lr * warmup_factor
+    milestones: tuple = (30, 50)
+    gamma: float = 0.1
+    min_lr: float = 1e-6
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 24
+    iters_per_epoch: int = 200
+    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "fp16" | "off"
+    log_every: int = 20
+    ckpt_every_iters: int = 0  # extra checkpoints inside an epoch (0: at epoch ends only)
+    eval_every: int = 0  # evaluate every N epochs (0: only at the end)
+    nan_guard: bool = True
+
+
+@dataclass
+class EvalConfig:
+    distance: str = "inner"  # "cosine" | "euclidean" (on L2-normalised features) | "inner" (raw)
+    directions: tuple = ("ir2rgb", "rgb2ir")
+    max_rank: int = 20
+    flip_test: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    paper: str = ""  # "xreid" | "vld" | "cmft" | "" (shared)
+    seed: int = 1
+    profile: str = "embedded"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedulerConfig = field(default_factory=SchedulerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def _resolve_path(name: str, relative_to: Optional[Path]) -> Path:
+    candidates = []
+    p = Path(name)
+    if p.suffix not in (".yaml", ".yml"):
+        p = p.with_suffix(".yaml")
+    if p.is_absolute():
+        candidates.append(p)
+    else:
+        if relative_to is not None:
+            candidates.append(relative_to / p)
+        candidates.append(Path.cwd() / p)
+        candidates.append(CONFIG_DIR / p)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    available = sorted(q.stem for q in CONFIG_DIR.rglob("*.yaml"))
+    near = difflib.get_close_matches(Path(name).stem, available, n=1)
+    hint = f" Did you mean '{near[0]}'?" if near else ""
+    raise ConfigError(
+        f"config '{name}' not found (looked in {', '.join(str(c.parent) for c in candidates)}).{hint}"
+    )
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, the rest replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_yaml_tree(name: str, relative_to: Optional[Path] = None, _seen: tuple = ()) -> dict:
+    """Load a YAML config and its ``base:`` ancestors into one merged mapping."""
+    path = _resolve_path(name, relative_to)
+    if path in _seen:
+        raise ConfigError(f"circular 'base:' inheritance: {' -> '.join(map(str, _seen + (path,)))}")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    bases = raw.pop("base", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for b in bases:
+        merged = deep_merge(merged, load_yaml_tree(b, path.parent, _seen + (path,)))
+    merged = deep_merge(merged, raw)
+    merged.setdefault("_sources", [])
+    merged["_sources"] = list(merged.get("_sources", [])) + [str(path)]
+    return merged
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as YAML (numbers, lists, booleans)."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key.path=value")
+    key, value = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def _set_path(tree: dict, keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(keys)}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise with the nearest valid key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key.startswith("_"):
+            continue
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{where}.{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown key '{where}.{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _expand_env(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return os.path.expandvars(obj)
+    if isinstance(obj, dict):
+        return {k: _expand_env(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_env(v) for v in obj]
+    return obj
+
+
+def resolve_tree(name: str, profile: Optional[str] = None, overrides: Optional[list[str]] = None) -> dict:
+    """Merged mapping of a config: bases, then ``profiles[profile]``, then ``--set`` overrides."""
+    tree = load_yaml_tree(name)
+    profiles = tree.pop("profiles", {}) or {}
+    profile = profile or tree.get("profile", "embedded")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}'; expected one of {', '.join(PROFILES)}")
+    unknown = set(profiles) - set(PROFILES)
+    if unknown:
+        raise ConfigError(f"{tree['_sources'][-1]}: unknown profile section(s) {sorted(unknown)}")
+    tree = deep_merge(tree, profiles.get(profile, {}) or {})
+    tree["profile"] = profile
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        _set_path(tree, keys, value)
+    return tree
+
+
+def load_config(name: str, profile: Optional[str] = None, overrides: Optional[list[str]] = None,
+                expand_env: bool = False) -> ExperimentConfig:
+    """Load, merge and validate an experiment config.
+
+    Args:
+        name: a YAML path, or a bare name resolved in ``reprolib/configs/``.
+        profile: ``smoke`` | ``embedded`` | ``paper``; default: the file's ``profile`` key.
+        overrides: ``key.path=value`` strings applied last.
+        expand_env: expand ``${VAR}`` in string values now. Off by default: paths stay as
+            written (so a run's hash does not depend on where the data lives) and are resolved
+            when used, by :func:`resolve_path`.
+
+    Returns:
+        The validated :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: on a missing file, unknown key, wrong type or unknown profile.
+    """
+    tree = resolve_tree(name, profile, overrides)
+    sources = tree.pop("_sources", [])
+    if expand_env:
+        tree = _expand_env(tree)
+    try:
+        return from_dict(ExperimentConfig, tree, "config")
+    except ConfigError as e:
+        raise ConfigError(f"{sources[-1] if sources else name}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain, JSON-serialisable mapping of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+
+
+def config_hash(cfg: Any, extra: Optional[dict] = None, length: int = 12) -> str:
+    """Stable hash of a resolved config (+ optional extra keys such as a code version)."""
+    payload = {"config": to_dict(cfg), "extra": extra or {}}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def resolve_path(value: str, what: str = "data.root") -> Path:
+    """Resolve a path from a config: expand ``${VAR}`` and ``~``; relative paths are taken from
+    the project root (where the README is), so notebooks and the CLI agree whatever their cwd.
+
+    Raises:
+        ConfigError: when a referenced environment variable is not set.
+    """
+    from reprolib import PROJECT_ROOT
+
+    missing = [v for v in _ENV_VAR.findall(value) if v not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"{what} is '{value}' but the environment variable {missing[0]} is not set; set it "
+            f"(e.g. export {missing[0]}=/path/to/dataset), pass DATA_ROOT=... to make, "
+            f"or override with --set {what}=/path")
+    p = Path(os.path.expanduser(os.path.expandvars(value)))
+    return p if p.is_absolute() else (PROJECT_ROOT / p)

@@ -1,0 +1,151 @@
+"""The run store: training runs keyed by the hash of their resolved config and code version.
+
+A notebook asks for runs instead of training them: ``get_run("vld_baseline", profile="embedded")``
+returns the finished run when the store has it (instantly), resumes it when it was interrupted
+(the trainer continues from ``last.pt``), and trains it otherwise. The same model appearing in
+several tables is therefore trained once.
+
+Layout (DESIGN.md section 4)::
+
+    results/<profile>/runs/<config-name>-<key>/
+        config.yaml        resolved config
+        provenance.json    git SHA, package versions, hardware, number of processes
+        train_log.jsonl    per-step loss components and learning rates
+        metrics.json       final metrics per direction (written atomically, last)
+        last.pt            checkpoint (never committed)
+
+The key hashes the resolved config, the profile and a *semantic* hash of the code that
+produced the run (the AST of ``reprolib.data``, ``models``, ``losses``, ``engine`` and ``eval``
+with docstrings removed), so editing a comment keeps a run valid while changing code retrains.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from reprolib import PACKAGE_ROOT, PROJECT_ROOT
+from reprolib.config import ExperimentConfig, config_hash, load_config, to_dict
+
+log = logging.getLogger(__name__)
+
+#: Packages whose code determines a run's result.
+CODE_PACKAGES = ("data", "models", "losses", "engine", "eval")
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.lru_cache(maxsize=1)
+def code_version(packages: tuple[str, ...] = CODE_PACKAGES) -> str:
+    """Semantic hash of the library code that determines results (comments and docstrings ignored)."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for path in sorted((PACKAGE_ROOT / pkg).rglob("*.py")):
+            tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+            h.update(str(path.relative_to(PACKAGE_ROOT)).encode())
+            h.update(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
+        for path in sorted((PACKAGE_ROOT / pkg).rglob("*.json")):  # model configs are code too
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def default_store(profile: str) -> Path:
+    """``results/<profile>/runs`` under the project root (``REPROLIB_RESULTS`` overrides ``results``)."""
+    base = Path(os.environ.get("REPROLIB_RESULTS", PROJECT_ROOT / "results"))
+    return base / profile / "runs"
+
+
+def run_key(cfg: ExperimentConfig) -> str:
+    """Key of a run: hash of the resolved config, its profile and the code version."""
+    return config_hash(cfg, extra={"profile": cfg.profile, "code": code_version()})
+
+
+@dataclass
+class Run:
+    """A finished training run loaded from the store.
+
+    Attributes:
+        path: the run directory.
+        config: the resolved experiment config.
+        metrics: the contents of ``metrics.json`` (``eval`` holds per-direction metrics).
+        key: the run-store key.
+        cached: True when the run was loaded rather than trained by this call.
+    """
+
+    path: Path
+    config: ExperimentConfig
+    metrics: dict
+    key: str
+    cached: bool
+
+    def metric(self, direction: str, name: str) -> float:
+        """One metric, e.g. ``run.metric("ir2rgb", "R1")`` (percent)."""
+        try:
+            return float(self.metrics["eval"][direction][name])
+        except KeyError:
+            raise KeyError(f"run {self.path.name} has no metric eval/{direction}/{name}; "
+                           f"available: {json.dumps(self.metrics.get('eval', {}))[:300]}") from None
+
+
+def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
+            overrides: Optional[list[str]] = None, store: Optional[Union[str, Path]] = None,
+            force: bool = False, train: bool = True) -> Run:
+    """Return the finished run of an experiment, training or resuming it only when needed.
+
+    Args:
+        config: a config name/path (resolved with ``profile`` and ``overrides``) or a config object.
+        profile: ``smoke`` | ``embedded`` | ``paper``.
+        overrides: ``key.path=value`` strings.
+        store: run-store root; default ``results/<profile>/runs``.
+        force: retrain even when a finished run exists (the old directory is replaced).
+        train: when False, raise ``FileNotFoundError`` instead of training a missing run.
+
+    Returns:
+        The :class:`Run`.
+    """
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, profile, overrides)
+    key = run_key(cfg)
+    root = Path(store) if store else default_store(cfg.profile)
+    run_dir = root / f"{cfg.name}-{key}"
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists() and not force:
+        log.info("run store: %s is finished; loading it", run_dir.name)
+        return Run(run_dir, cfg, json.loads(metrics_path.read_text()), key, cached=True)
+    if not train:
+        raise FileNotFoundError(f"run {run_dir} is not in the store (train=False)")
+    if force and metrics_path.exists():
+        metrics_path.unlink()
+        (run_dir / "last.pt").unlink(missing_ok=True)
+    if (run_dir / "last.pt").exists():
+        log.info("run store: %s was interrupted; resuming", run_dir.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from reprolib.engine import train_experiment  # heavy import only when training
+
+    metrics = train_experiment(cfg, run_dir)
+    return Run(run_dir, cfg, metrics, key, cached=False)
+
+
+def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[dict]:
+    """Summaries of the finished runs in a store (name, key, config name, metrics)."""
+    root = Path(store) if store else default_store(profile)
+    out = []
+    for m in sorted(root.glob("*/metrics.json")):
+        out.append({"run": m.parent.name, **json.loads(m.read_text())})
+    return out
+
+
+__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "default_store", "to_dict"]
