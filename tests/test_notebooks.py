@@ -1,0 +1,56 @@
+"""Every notebook runs headless under the smoke profile (papermill), then nbval checks it.
+
+papermill renders each notebook with ``profile="smoke"`` into a temporary results tree; nbval
+then re-executes the rendered notebook in lax mode: every cell must run, the notebooks' own
+``assert`` cells must hold, and cells marked ``# NBVAL_CHECK_OUTPUT`` must reproduce their stored
+output exactly (after the sanitisers in ``tests/nbval_sanitize.cfg``). The second execution is
+fast because the run store already holds the runs the first one trained.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reprolib import notebooks
+
+pytestmark = pytest.mark.notebook
+NOTEBOOKS = notebooks.discover()
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def results_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    old = os.environ.get("REPROLIB_RESULTS")
+    os.environ["REPROLIB_RESULTS"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("REPROLIB_RESULTS", None)
+    else:
+        os.environ["REPROLIB_RESULTS"] = old
+
+
+def test_every_notebook_is_discovered_with_a_parameters_cell():
+    import nbformat
+
+    assert any(nb.key == "quickstart" for nb in NOTEBOOKS)
+    for nb in NOTEBOOKS:
+        cells = nbformat.read(nb.path, as_version=4).cells
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{nb.path.name}: needs exactly one cell tagged 'parameters'"
+        assert "profile" in tagged[0].source
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.key for nb in NOTEBOOKS])
+def test_notebook_smoke_papermill_then_nbval(nb, results_root):
+    out = notebooks.run_notebook(nb.key, profile="smoke", device="cpu", progress=False)
+    assert out.is_file() and str(out).startswith(str(results_root))
+    env = dict(os.environ, REPROLIB_RESULTS=str(results_root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-kernel-name", notebooks._kernel_name(),
+         "--nbval-sanitize-with", str(HERE / "nbval_sanitize.cfg"), str(out)],
+        capture_output=True, text=True, env=env, cwd=str(out.parent), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
