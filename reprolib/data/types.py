@@ -89,12 +89,12 @@ class VideoReIDDataset:
 
     name: str
     root: str
-    train: list[Tracklet]
-    eval_sets: dict[str, EvalSet]
+    train: list[Tracklet] = field(repr=False)
+    eval_sets: dict[str, EvalSet] = field(repr=False)
     num_train_pids: int
     num_cameras: int
     paired: bool = False
-    stats: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict, repr=False)
 
     def train_by_modality(self, modality: Modality) -> list[Tracklet]:
         return [t for t in self.train if t.modality == modality]

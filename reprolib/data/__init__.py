@@ -1,0 +1,14 @@
+"""Data: real-format dataset classes, frame sampling, identity samplers, transforms, clip datasets.
+
+The dataset classes read the exact on-disk formats of HITSZ-VCM and BUPTCampus
+(``../shared/reference/data_protocol.md``); the miniature world (:mod:`reprolib.data.synthetic`)
+is written in those formats, so the same classes read it with no special case.
+"""
+from reprolib.data.bupt import BUPTCampus
+from reprolib.data.datasets import DATASETS, build_dataset
+from reprolib.data.errors import DatasetFormatError
+from reprolib.data.hitsz_vcm import HITSZVCM
+from reprolib.data.types import EvalSet, Modality, Tracklet, VideoReIDDataset
+
+__all__ = ["BUPTCampus", "HITSZVCM", "DATASETS", "build_dataset", "DatasetFormatError", "EvalSet", "Modality",
+           "Tracklet", "VideoReIDDataset"]

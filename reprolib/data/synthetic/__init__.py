@@ -1,0 +1,51 @@
+"""SynthVCM: the miniature world, a procedurally generated video visible-infrared ReID dataset.
+
+Identities (:mod:`.identities`) walk past cameras (:mod:`.world`), are drawn by a tiny
+renderer (:mod:`.renderer`: colour only in visible frames, thermal-like grey infrared) and are
+written in a real dataset's exact on-disk format (:mod:`.writers`), so the real loaders read
+them unchanged. :mod:`.captions` describes identities in words (TinyCLIP pretraining).
+
+Example::
+
+    from reprolib.data.synthetic import write_world
+    root = write_world("data/synthvcm", scale="embedded", seed=0, fmt="vcm")
+"""
+from .captions import identity_captions
+from .identities import IdentityAttributes, sample_identity
+from .renderer import render_frame, render_tracklet
+from .world import (
+    GENERATOR_VERSION,
+    WORLD_SPECS,
+    CameraSpec,
+    TrackletPlan,
+    World,
+    WorldSpec,
+    build_world,
+    get_world_spec,
+    sample_camera,
+)
+from .writers import WRITERS, BUPTWriter, LayoutWriter, VCMWriter, main, world_summary, write_world
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "WORLD_SPECS",
+    "WRITERS",
+    "BUPTWriter",
+    "CameraSpec",
+    "IdentityAttributes",
+    "LayoutWriter",
+    "TrackletPlan",
+    "VCMWriter",
+    "World",
+    "WorldSpec",
+    "build_world",
+    "get_world_spec",
+    "identity_captions",
+    "main",
+    "render_frame",
+    "render_tracklet",
+    "sample_camera",
+    "sample_identity",
+    "world_summary",
+    "write_world",
+]
