@@ -71,7 +71,7 @@ class BackboneConfig:
     arch: str = "ViT-B-16-quickgelu"  # open_clip model name
     pretrained: str = "openai"  # "openai" | "none" (random init) | a file or local-dir path | "tinyclip"
     weights_path: str = ""  # explicit local weights file; else $CLIP_WEIGHTS or the HF cache
-    stride: int = 16  # patch-embedding stride (16 = non-overlapping)
+    stride: int = 0  # patch-embedding stride; 0 = the patch size (non-overlapping, as CLIP)
     sie: bool = False  # camera embedding (SIE) added to [CLS]
     sie_coef: float = 1.0
     freeze_patch_embed: bool = False

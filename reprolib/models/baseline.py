@@ -1,0 +1,164 @@
+"""The common CLIP baseline: CLIP visual encoder + TAP + BNNeck + ID classifier.
+
+This is VLD Table III's row "B" ("the baseline trains the CLIP vision encoder using only
+L_id^cls and L_wrt^cls", VLD paper section IV-C) and the "Vanilla" starting point of X-ReID:
+
+    video (B, T, 3, H, W) -> frames (B*T, 3, H, W) -> CLIP ViT -> per-frame feature
+    ([CLS] after ln_post, 768-d: ``model.feature=cls``; or its 512-d projection: ``proj``)
+    -> TAP (B, D) -> BNNeck -> bias-free linear ID classifier.
+
+Losses (``LossConfig``): ``id`` = id_weight * CE(classifier(BN(f)), y) (VLD eq. 3) and the
+metric loss on the **pre-BN** sequence feature f: ``wrt`` (VLD eq. 4) or ``triplet``
+(batch-hard), times ``triplet_weight``.
+
+Test feature (VLD code, reference/vld.md 5.9): the **pre-BN**, un-normalised TAP feature,
+scored by raw inner product (``eval.distance=inner``). ``model.extra.test_feature=bn``
+returns the BNNeck output instead (X-ReID's choice, reference/xreid.md 1).
+
+``model.extra`` keys of this family:
+
+* ``test_feature``: ``"pre_bn"`` (default) | ``"bn"``;
+* ``bn_bias_trainable``: ``true`` (default; VLD's code trains the BNNeck shift,
+  reference/vld.md 1.4 and discrepancy 28) | ``false`` (strong baseline / CLIP-ReID / X-ReID).
+
+Not included here: VLD's extra CLIP-ReID terms (CE on f_proj, WRT on z_last and f_proj;
+reference/vld.md 4.3) belong to the VLD family.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from reprolib.config import LossConfig
+from reprolib.data.types import Modality
+from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
+from reprolib.models.base import ReIDModel
+from reprolib.models.clip_backbone import create_clip_visual
+from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
+from reprolib.models.registry import register_model
+
+__all__ = ["CLIPBaseline", "BaselineExtra"]
+
+
+@dataclass(frozen=True)
+class BaselineExtra:
+    """Schema of ``model.extra`` for the ``baseline`` family (see the module docstring)."""
+
+    test_feature: str = "pre_bn"  # "pre_bn" (VLD) | "bn" (X-ReID)
+    bn_bias_trainable: bool = True  # VLD trains the BNNeck bias; CLIP-ReID/X-ReID freeze it
+
+    @classmethod
+    def from_dict(cls, extra: dict) -> "BaselineExtra":
+        """Validate ``model.extra``; unknown keys or values raise naming the key."""
+        names = [f.name for f in fields(cls)]
+        for key in extra:
+            if key not in names:
+                near = difflib.get_close_matches(key, names, n=1)
+                hint = f"; did you mean 'model.extra.{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+                raise ValueError(f"unknown key 'model.extra.{key}' for model 'baseline'{hint}")
+        out = cls(**extra)
+        if out.test_feature not in ("pre_bn", "bn"):
+            raise ValueError(f"model.extra.test_feature: expected 'pre_bn' or 'bn', got {out.test_feature!r}")
+        if not isinstance(out.bn_bias_trainable, bool):
+            raise ValueError(f"model.extra.bn_bias_trainable: expected true/false, got {out.bn_bias_trainable!r}")
+        return out
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key}: the baseline supports {', '.join(choices)}; got {value!r}")
+
+
+@register_model("baseline")
+class CLIPBaseline(ReIDModel):
+    """CLIP ViT + TAP + BNNeck + ID classifier (VLD Table III "B").
+
+    Args:
+        model_cfg: a ``ModelConfig`` (``backbone``, ``feature``, ``temporal_pool``, ``neck``,
+            ``extra``).
+        num_classes: number of training identities.
+        num_cameras: camera-table size (largest camid + 1), used when ``backbone.sie``.
+        image_size: input ``(H, W)``; the positional embedding is resized to its grid.
+        loss_cfg: the ``LossConfig`` of :meth:`forward_train` (default: ``LossConfig()``).
+        clip_model: an already loaded open_clip CLIP model (else loaded from ``backbone``).
+    """
+
+    backbone_prefixes = ("visual.",)
+
+    def __init__(self, model_cfg: Any, num_classes: int, num_cameras: int,
+                 image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
+                 clip_model: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        _check_choice("model.feature", model_cfg.feature, ("cls", "proj"))
+        _check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",))
+        _check_choice("model.neck", model_cfg.neck, ("bnneck", "none"))
+        self.extra = BaselineExtra.from_dict(model_cfg.extra)
+        self.feature = model_cfg.feature
+        self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)
+        self.feat_dim = self.visual.width if self.feature == "cls" else self.visual.output_dim
+        self.temporal_pool = TemporalAvgPool()
+        self.neck = (BNNeck(self.feat_dim, bias_trainable=self.extra.bn_bias_trainable)
+                     if model_cfg.neck == "bnneck" else nn.Identity())
+        self.classifier = IDClassifier(self.feat_dim, num_classes)
+        self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig()
+        self.id_loss = build_id_loss(self.loss_cfg)
+        self.metric_loss = build_metric_loss(self.loss_cfg)
+        self.metric_name = metric_loss_name(self.loss_cfg)
+
+    def forward_features(self, x: Tensor, camid: Optional[Tensor] = None,
+                         modality: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """Features of a clip batch.
+
+        Args:
+            x: ``(B, T, 3, H, W)`` clips (``(B, 3, H, W)`` is read as T = 1).
+            camid: ``(B,)`` camera ids (SIE), repeated over the T frames.
+            modality: ``(B,)`` modality codes (unused by the baseline).
+
+        Returns:
+            ``{"tokens": (B*T, L, D_vit), "frame": (B, T, D), "feat": (B, D) pre-BN,
+            "bn_feat": (B, D)}``.
+        """
+        if x.dim() == 4:
+            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
+        b, t = x.shape[:2]
+        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
+        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, N = B*T
+        frame = out[self.feature].view(b, t, -1)  # (B, T, D)
+        feat = self.temporal_pool(frame)  # (B, D)
+        return {"tokens": out["tokens"], "frame": frame, "feat": feat, "bn_feat": self.neck(feat)}
+
+    def forward_train(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weighted losses of a training batch: RGB clips then IR clips, labels repeated.
+
+        Args:
+            batch: ``rgb (B, T, 3, H, W)``, ``ir (B, T, 3, H, W)``, ``label (B,)``,
+                ``camid_rgb (B,)``, ``camid_ir (B,)``.
+
+        Returns:
+            ``{"id": id_weight * L_id}`` plus ``{"wrt" | "triplet": triplet_weight * L}``;
+            terms with weight 0 are left out.
+        """
+        x = torch.cat([batch["rgb"], batch["ir"]], dim=0)  # (2B, T, 3, H, W)
+        labels = torch.cat([batch["label"], batch["label"]], dim=0)  # (2B,)
+        camid = torch.cat([batch["camid_rgb"], batch["camid_ir"]], dim=0)  # (2B,)
+        n = batch["label"].shape[0]
+        modality = torch.cat([torch.full((n,), int(Modality.RGB)),
+                              torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
+        feats = self.forward_features(x, camid, modality)
+        losses: dict[str, Tensor] = {}
+        if self.loss_cfg.id_weight:
+            logits = self.classifier(feats["bn_feat"])  # (2B, num_classes)
+            losses["id"] = self.loss_cfg.id_weight * self.id_loss(logits, labels)
+        if self.metric_loss is not None and self.loss_cfg.triplet_weight:
+            losses[self.metric_name] = self.loss_cfg.triplet_weight * self.metric_loss(feats["feat"], labels)
+        return losses
+
+    def extract_clip(self, x: Tensor, camid: Optional[Tensor] = None,
+                     modality: Optional[Tensor] = None) -> Tensor:
+        """Test feature ``(B, D)``: pre-BN TAP feature (or BN feature with ``extra.test_feature=bn``)."""
+        feats = self.forward_features(x, camid, modality)
+        return feats["feat"] if self.extra.test_feature == "pre_bn" else feats["bn_feat"]

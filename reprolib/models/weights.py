@@ -1,0 +1,473 @@
+"""Where CLIP weights come from, and ``python -m reprolib weights check``.
+
+The paper profile uses open_clip's ``ViT-B-16-quickgelu`` with the OpenAI weights. QuickGELU
+matters: plain ``ViT-B-16`` + OpenAI weights only warns and degrades the features
+(reference/anchors.md A1, pitfall 1). Weights are looked up **locally**, in this order:
+
+1. ``backbone.weights_path`` from the config: a weights file or ``local-dir:/path``;
+2. the environment variable ``$CLIP_WEIGHTS`` (same two forms);
+3. a pre-filled Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+   ``~/.cache/huggingface/hub``) holding ``timm/vit_base_patch16_clip_224.openai``, or
+   OpenAI's original ``~/.cache/clip/ViT-B-16.pt`` (open_clip's URL cache).
+
+If none is found, :class:`WeightsNotFoundError` says how to supply them; it is raised after a
+few file-system checks, with no network access. Downloading is only attempted when the user
+explicitly set ``HF_HUB_OFFLINE=0``; open_clip then fetches the tag from the Hub.
+
+Offline by default. ``huggingface_hub`` reads ``HF_HUB_OFFLINE``, ``HF_HUB_ETAG_TIMEOUT`` and
+``HF_HUB_DOWNLOAD_TIMEOUT`` into module constants **when it is imported**, and without offline
+mode a missing network costs minutes of retries per file (reference/anchors.md B4).
+:func:`configure_hub_env` therefore runs in ``reprolib/models/__init__.py`` before anything
+there imports open_clip: it sets ``HF_HUB_OFFLINE=1`` and short timeouts unless the user set
+them, and patches the already-read constant if ``huggingface_hub`` was imported earlier.
+
+All weights are loaded through ``open_clip.create_model(..., require_pretrained=True)``, so a
+checkpoint that does not fit the architecture fails loudly (``strict=True``) instead of
+leaving a silently random model. Weight formats:
+
+* ``.safetensors`` and open_clip ``.bin``/``.pth`` state dicts: ``torch.load(weights_only=True)``;
+* OpenAI's TorchScript archive ``ViT-B-16.pt`` (what CLIP-ReID, VLD and X-ReID load): torch
+  refuses TorchScript with ``weights_only=True`` and dispatches it to ``torch.jit.load`` only
+  with ``weights_only=False``. We pass ``weights_only=False`` **only** for a file whose zip
+  layout is a TorchScript archive (``constants.pkl``/``code/`` entries); ``torch.jit.load``
+  deserialises TorchScript, not arbitrary pickled Python objects. Every other file keeps
+  ``weights_only=True``; a non-OpenAI TorchScript file (SHA-256 mismatch) gets a warning.
+
+``pretrained`` values (``backbone.pretrained``): ``"openai"`` (the lookup above), ``"none"``
+(random init, allowed for the smoke/embedded profiles, with a warning), ``"tinyclip"``
+(``reprolib/models/weights/tinyclip.pt``, the miniature-world CLIP), or a file /
+``local-dir:`` path.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from torch import nn
+
+__all__ = [
+    "PAPER_ARCH", "ENV_VAR", "TINYCLIP_ARCH", "TINYCLIP_WEIGHTS", "WeightsNotFoundError", "WeightsSource",
+    "configure_hub_env", "register_model_configs", "resolve_weights", "detect_format", "sha256_file",
+    "create_clip_model", "check_weights", "main",
+]
+
+logger = logging.getLogger(__name__)
+
+PAPER_ARCH = "ViT-B-16-quickgelu"  # open_clip model name of the paper profile
+PAPER_TAG = "openai"
+ENV_VAR = "CLIP_WEIGHTS"
+#: open_clip 3.3's Hub location of (ViT-B-16, openai): ``_PRETRAINED['ViT-B-16']['openai']['hf_hub']``
+#: (tests/test_weights.py checks that it still matches the installed open_clip).
+PAPER_HF_REPO = "timm/vit_base_patch16_clip_224.openai"
+HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's preference
+#: SHA-256 of OpenAI's TorchScript ViT-B-16.pt (the hash is part of OpenAI's download URL).
+OPENAI_VIT_B16_SHA256 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
+OPENAI_URL_CACHE_FILE = Path("~/.cache/clip/ViT-B-16.pt")
+LOCAL_DIR_PREFIX = "local-dir:"
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+TINYCLIP_ARCH = "TinyCLIP-ViT-8"
+TINYCLIP_WEIGHTS = Path(__file__).parent / "weights" / "tinyclip.pt"
+
+_HUB_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "10"}
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """CLIP weights could not be found; the message says where we looked and how to supply them."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Resolved location of CLIP weights.
+
+    Attributes:
+        arch: open_clip architecture name the weights are loaded into.
+        path: the weights file; ``None`` when open_clip downloads ``tag`` itself.
+        origin: where it was found: ``model.backbone.weights_path``, ``$CLIP_WEIGHTS``,
+            ``model.backbone.pretrained``, ``hf-cache``, ``clip-url-cache``, ``tinyclip`` or
+            ``download``.
+        format: ``safetensors``, ``state_dict`` (torch pickle) or ``torchscript``.
+        local_dir: the ``local-dir:`` model folder (config + weights), if that form was used.
+        tag: the open_clip pretrained tag for ``origin == "download"``.
+    """
+
+    arch: str
+    path: Optional[str]
+    origin: str
+    format: str = "state_dict"
+    local_dir: Optional[str] = None
+    tag: Optional[str] = None
+
+    @property
+    def weights_only(self) -> bool:
+        """``torch.load(weights_only=...)``: False only for a TorchScript archive (see module doc)."""
+        return self.format != "torchscript"
+
+
+# --------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------
+
+
+def _hub_offline_explicit() -> Optional[bool]:
+    """The user's explicit HF_HUB_OFFLINE choice, or None when unset."""
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is None or value.strip() == "":
+        return None
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def configure_hub_env() -> None:
+    """Default the Hugging Face Hub to offline mode with short timeouts.
+
+    Sets ``HF_HUB_OFFLINE=1``, ``HF_HUB_ETAG_TIMEOUT=3`` and ``HF_HUB_DOWNLOAD_TIMEOUT=10``
+    unless the user set them (``HF_HUB_OFFLINE=0`` keeps downloads enabled). The hub reads
+    these at import time, so this must run before ``open_clip``/``timm``/``huggingface_hub``
+    are imported; if ``huggingface_hub`` is already imported its offline constant is patched.
+    """
+    if _hub_offline_explicit() is None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants = sys.modules.get("huggingface_hub.constants")
+        if constants is not None and not getattr(constants, "HF_HUB_OFFLINE", True):
+            constants.HF_HUB_OFFLINE = True
+            logger.debug("huggingface_hub was imported before reprolib.models; patched HF_HUB_OFFLINE=True")
+    for key, value in _HUB_TIMEOUTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _downloads_allowed() -> bool:
+    return _hub_offline_explicit() is False
+
+
+def _hub_unreachable(timeout: float = 3.0) -> Optional[str]:
+    """``None`` if a TCP connection to the Hub endpoint opens within ``timeout`` s, else why not.
+
+    huggingface_hub retries a failed request with back-off (about a minute per file here), so
+    an unreachable Hub is detected once, up front.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as e:
+        return f"{url.hostname}: {e}"
+    return None
+
+
+def _hf_cache_dir() -> Path:
+    from huggingface_hub import constants  # local: imported after configure_hub_env
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def register_model_configs() -> None:
+    """Add reprolib's open_clip architecture configs (``model_configs/*.json``) to open_clip."""
+    import open_clip
+
+    if TINYCLIP_ARCH not in open_clip.list_models():
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+# --------------------------------------------------------------------------------------
+# Resolution
+# --------------------------------------------------------------------------------------
+
+
+def detect_format(path: Path) -> str:
+    """``safetensors``, ``torchscript`` (zip with ``constants.pkl``/``code/``) or ``state_dict``."""
+    if path.suffix == ".safetensors":
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist()):
+                return "torchscript"
+    return "state_dict"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_in_dir(folder: Path) -> list[Path]:
+    """Weights files open_clip's ``local-dir:`` loader considers (it ignores ``.pt``)."""
+    return sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
+
+
+def _source_from_spec(spec: str, arch: str, origin: str) -> WeightsSource:
+    """A weights file or ``local-dir:`` folder named by the user (config key or env var)."""
+    if spec.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(spec[len(LOCAL_DIR_PREFIX):]).expanduser()
+        files = _weights_in_dir(folder) if folder.is_dir() else []
+        problems = [] if folder.is_dir() else ["the folder does not exist"]
+        if folder.is_dir() and not (folder / "open_clip_config.json").is_file():
+            problems.append("open_clip_config.json is missing")
+        if folder.is_dir() and len(files) != 1:
+            problems.append(f"found {len(files)} weights files ({', '.join(p.name for p in files) or '-'})")
+        if problems:
+            raise WeightsNotFoundError(
+                f"{origin}='{spec}': a local-dir model folder needs open_clip_config.json (with 'model_cfg') "
+                f"and exactly one weights file (.safetensors/.bin/.pth); {'; '.join(problems)}.")
+        return WeightsSource(arch=LOCAL_DIR_PREFIX + str(folder.resolve()), path=str(files[0].resolve()),
+                             origin=origin, format=detect_format(files[0]), local_dir=str(folder.resolve()))
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"{origin}='{spec}' is not a file. Expected a CLIP weights file (.safetensors, open_clip "
+            f".bin/.pth, or OpenAI's TorchScript ViT-B-16.pt) or 'local-dir:/path/to/model_dir'.")
+    return WeightsSource(arch=arch, path=str(path.resolve()), origin=origin, format=detect_format(path))
+
+
+def _hub_location(arch: str, tag: str) -> Optional[str]:
+    """The HF Hub repo id open_clip would download ``(arch, tag)`` from, if any."""
+    if arch == PAPER_ARCH and tag == PAPER_TAG:
+        return PAPER_HF_REPO
+    from open_clip.pretrained import get_pretrained_cfg
+
+    hub = get_pretrained_cfg(arch, tag).get("hf_hub", "")
+    return hub.rstrip("/") or None
+
+
+def _find_in_caches(arch: str, tag: str) -> tuple[Optional[WeightsSource], list[str]]:
+    """Look for ``(arch, tag)`` in the HF cache and OpenAI's URL cache, without network access."""
+    from huggingface_hub import try_to_load_from_cache
+
+    looked: list[str] = []
+    repo = _hub_location(arch, tag)
+    if repo:
+        for filename in HF_WEIGHT_FILES:
+            hit = try_to_load_from_cache(repo, filename)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return WeightsSource(arch=arch, path=hit, origin="hf-cache", format=detect_format(Path(hit))), looked
+        looked.append(f"Hugging Face cache {_hf_cache_dir()}: no snapshot of {repo} "
+                      f"({' or '.join(HF_WEIGHT_FILES)})")
+    if tag == PAPER_TAG and arch.startswith("ViT-B-16"):
+        url_cache = OPENAI_URL_CACHE_FILE.expanduser()
+        if url_cache.is_file():
+            return WeightsSource(arch=arch, path=str(url_cache), origin="clip-url-cache",
+                                 format=detect_format(url_cache)), looked
+        looked.append(f"OpenAI download cache {url_cache}: missing")
+    return None, looked
+
+
+def _not_found_message(arch: str, tag: str, looked: list[str]) -> str:
+    repo = _hub_location(arch, tag) or PAPER_HF_REPO
+    cache = _hf_cache_dir()
+    lines = [
+        f"CLIP weights for open_clip '{arch}' (pretrained '{tag}') were not found locally "
+        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')}). Looked at:",
+        "  - config key model.backbone.weights_path: not set",
+        f"  - environment variable ${ENV_VAR}: not set",
+        *[f"  - {item}" for item in looked],
+        "Supply the weights in one of three ways:",
+        "  1. a local weights file (open_clip .safetensors/.bin, or OpenAI's TorchScript ViT-B-16.pt):",
+        f"       export {ENV_VAR}=/abs/path/open_clip_model.safetensors",
+        "     or per run: --set model.backbone.weights_path=/abs/path/ViT-B-16.pt",
+        "  2. a local open_clip model folder (open_clip_config.json + one weights file):",
+        f"       export {ENV_VAR}=local-dir:/abs/path/ViT-B-16-quickgelu",
+        "  3. a pre-filled Hugging Face cache: on a machine with internet run",
+        f"       hf download {repo} {HF_WEIGHT_FILES[0]} open_clip_config.json",
+        f"     then copy its ~/.cache/huggingface/hub/models--{repo.replace('/', '--')} folder to",
+        f"       {cache / ('models--' + repo.replace('/', '--'))}",
+        "     (or point HF_HUB_CACHE / HF_HOME at the copied cache).",
+        "To let open_clip download them on a machine with internet access, set HF_HUB_OFFLINE=0.",
+        "Check with: python -m reprolib weights check",
+    ]
+    return "\n".join(lines)
+
+
+def resolve_weights(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
+                    weights_path: Optional[str] = None) -> Optional[WeightsSource]:
+    """Find the weights that ``(arch, pretrained, weights_path)`` asks for, without loading them.
+
+    Args:
+        arch: open_clip architecture name (``backbone.arch``).
+        pretrained: ``"openai"`` (or another open_clip tag), ``"none"``, ``"tinyclip"``, or a
+            weights file / ``local-dir:`` path (``backbone.pretrained``).
+        weights_path: explicit weights file or ``local-dir:`` folder (``backbone.weights_path``);
+            it takes precedence over ``$CLIP_WEIGHTS`` and the caches.
+
+    Returns:
+        The :class:`WeightsSource`, or ``None`` for ``pretrained="none"`` (random init).
+
+    Raises:
+        WeightsNotFoundError: nothing found; the message lists where we looked and how to
+            supply the weights.
+    """
+    if pretrained == "none":
+        return None
+    if weights_path:
+        return _source_from_spec(weights_path, arch, "model.backbone.weights_path")
+    if pretrained == "tinyclip":
+        if not TINYCLIP_WEIGHTS.is_file():
+            raise WeightsNotFoundError(
+                f"model.backbone.pretrained='tinyclip': {TINYCLIP_WEIGHTS} does not exist yet (the TinyCLIP "
+                f"weights are trained by the TinyCLIP issue and shipped in the repository). Use "
+                f"model.backbone.pretrained=none for a randomly initialised '{TINYCLIP_ARCH}' meanwhile.")
+        return WeightsSource(arch=arch, path=str(TINYCLIP_WEIGHTS), origin="tinyclip",
+                             format=detect_format(TINYCLIP_WEIGHTS))
+    if pretrained.startswith(LOCAL_DIR_PREFIX) or os.sep in pretrained or Path(pretrained).suffix:
+        return _source_from_spec(pretrained, arch, "model.backbone.pretrained")
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return _source_from_spec(env, arch, f"${ENV_VAR}")
+    found, looked = _find_in_caches(arch, pretrained)
+    if found is not None:
+        return found
+    if _downloads_allowed():
+        problem = _hub_unreachable()
+        if problem is None:
+            return WeightsSource(arch=arch, path=None, origin="download", tag=pretrained)
+        looked.append(f"HF_HUB_OFFLINE=0 but the Hub is unreachable ({problem}); not retrying for minutes")
+    raise WeightsNotFoundError(_not_found_message(arch, pretrained, looked))
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def create_clip_model(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
+                      weights_path: Optional[str] = None) -> tuple[nn.Module, Optional[WeightsSource]]:
+    """Build an open_clip CLIP model at its native input size and load its weights.
+
+    Weights are always loaded with ``require_pretrained=True`` and ``strict=True``; only
+    ``pretrained="none"`` gives a random model (with a warning).
+
+    Args:
+        arch: open_clip architecture name (``ViT-B-16-quickgelu``, ``TinyCLIP-ViT-8``).
+        pretrained: see :func:`resolve_weights`.
+        weights_path: see :func:`resolve_weights`.
+
+    Returns:
+        ``(model, source)``: the ``open_clip.CLIP`` model on CPU in fp32, and where its weights
+        came from (``None`` for random init).
+
+    Raises:
+        WeightsNotFoundError: no weights found.
+        RuntimeError: the weights do not fit ``arch`` (the message names the file).
+    """
+    source = resolve_weights(arch, pretrained, weights_path)
+    register_model_configs()
+    import open_clip
+
+    if source is None:
+        logger.warning("model.backbone.pretrained='none': '%s' is RANDOMLY INITIALISED (no pretrained weights). "
+                       "Fine for the smoke/embedded profiles; never for paper numbers.", arch)
+        return open_clip.create_model(arch, pretrained=None), None
+    if source.format == "torchscript" and sha256_file(Path(source.path)) != OPENAI_VIT_B16_SHA256:
+        logger.warning("%s is a TorchScript archive but not OpenAI's ViT-B-16.pt (SHA-256 differs); "
+                       "loading it with torch.jit.load", source.path)
+    logger.info("loading CLIP '%s' weights from %s (%s, %s)", arch, source.path or source.tag,
+                source.origin, source.format)
+    kwargs = {"require_pretrained": True, "weights_only": source.weights_only}
+    with warnings.catch_warnings():
+        if source.format == "torchscript":  # expected notices of torch.load -> torch.jit.load
+            warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+        try:
+            if source.origin == "download":
+                model = open_clip.create_model(arch, pretrained=source.tag, **kwargs)
+            elif source.local_dir is not None:  # config and weights come from the folder
+                model = open_clip.create_model(source.arch, **kwargs)
+            else:
+                model = open_clip.create_model(arch, pretrained=source.path, **kwargs)
+        except RuntimeError as e:
+            raise RuntimeError(f"could not load CLIP weights {source.path or source.tag} ({source.origin}) "
+                               f"into open_clip '{source.arch}': {e}") from e
+    openai_weights = source.format == "torchscript" or (
+        pretrained == PAPER_TAG and source.origin in ("hf-cache", "clip-url-cache", "download"))
+    if openai_weights and not _uses_quick_gelu(model):
+        logger.warning("OpenAI CLIP weights were trained with QuickGELU but '%s' uses GELU: features degrade; "
+                       "use '%s' (backbone.arch)", arch, PAPER_ARCH)
+    return model, source
+
+
+def _uses_quick_gelu(model: nn.Module) -> bool:
+    block = model.visual.transformer.resblocks[0]
+    return type(block.mlp.gelu).__name__ == "QuickGELU"
+
+
+# --------------------------------------------------------------------------------------
+# `python -m reprolib weights check`
+# --------------------------------------------------------------------------------------
+
+
+def check_weights(arch: str = PAPER_ARCH, weights_path: Optional[str] = None,
+                  pretrained: str = PAPER_TAG) -> dict[str, Any]:
+    """Report what the paper profile would load, loading it once to prove it fits.
+
+    Args:
+        arch: open_clip architecture name.
+        weights_path: explicit weights file or ``local-dir:`` folder; else ``$CLIP_WEIGHTS``
+            and the caches.
+        pretrained: open_clip tag (``openai``) or one of the other values of
+            :func:`resolve_weights`.
+
+    Returns:
+        ``{"arch", "path", "origin", "format", "sha256", "openai_sha256_match", "n_params",
+        "n_params_visual", "quick_gelu", "image_size"}``.
+
+    Raises:
+        WeightsNotFoundError: nothing found (raised before open_clip is imported, in seconds).
+        RuntimeError: the file does not fit the architecture.
+    """
+    if pretrained == "none":
+        raise WeightsNotFoundError("weights check: pretrained='none' means random init; nothing to check")
+    model, source = create_clip_model(arch, pretrained, weights_path)
+    path = source.path
+    if path is None:  # downloaded by open_clip just now: report the cached file
+        found, _ = _find_in_caches(arch, source.tag or PAPER_TAG)
+        path = found.path if found else None
+    sha = sha256_file(Path(path)) if path else None
+    return {
+        **{k: v for k, v in asdict(source).items() if k in ("arch", "origin", "format")},
+        "path": path,
+        "sha256": sha,
+        "openai_sha256_match": sha == OPENAI_VIT_B16_SHA256,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params_visual": sum(p.numel() for p in model.visual.parameters()),
+        "quick_gelu": _uses_quick_gelu(model),
+        "image_size": list(model.visual.image_size),
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m reprolib weights check [--arch A] [--weights-path P]``: JSON report, or the
+    error on stderr and exit status 1."""
+    parser = argparse.ArgumentParser(prog="python -m reprolib weights check",
+                                     description="Report which CLIP weights the paper profile would load.")
+    parser.add_argument("--arch", default=PAPER_ARCH, help="open_clip architecture (default: %(default)s)")
+    parser.add_argument("--pretrained", default=PAPER_TAG, help="open_clip tag, tinyclip or a path")
+    parser.add_argument("--weights-path", default=None,
+                        help=f"weights file or local-dir:/path (default: ${ENV_VAR}, then the HF cache)")
+    args = parser.parse_args(argv)
+    configure_hub_env()
+    try:
+        report = check_weights(args.arch, args.weights_path, args.pretrained)
+    except (WeightsNotFoundError, RuntimeError) as e:
+        sys.stderr.write(f"weights check failed: {e}\n")
+        return 1
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
