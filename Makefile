@@ -48,7 +48,7 @@ world: $(STAMP) ## build the miniature world (SynthVCM, HITSZ-VCM and BUPTCampus
 	$(PY) -m reprolib data synth data/synthvcm-$(PROFILE_WORLD) --scale $(PROFILE_WORLD) --seed 0 --format vcm
 	$(PY) -m reprolib data synth data/synthbupt-$(PROFILE_WORLD) --scale $(PROFILE_WORLD) --seed 0 --format bupt
 	$(PY) -m reprolib data check hitsz-vcm data/synthvcm-$(PROFILE_WORLD) > /dev/null && echo "SynthVCM (HITSZ-VCM layout B): OK"
-	$(PY) -m reprolib data check bupt data/synthbupt-$(PROFILE_WORLD) > /dev/null && echo "SynthVCM (BUPTCampus layout): OK"
+	$(PY) -m reprolib data check bupt data/synthbupt-$(PROFILE_WORLD) --bupt-eval-mode full > /dev/null && echo "SynthVCM (BUPTCampus layout): OK"
 
 check-data: $(STAMP) ## validate a real dataset: make check-data DATASET=hitsz-vcm|bupt DATA_ROOT=/path
 	$(PY) -m reprolib data check $(DATASET) $(DATA_ROOT)

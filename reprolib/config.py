@@ -117,7 +117,8 @@ class SchedulerConfig:
     warmup_factor: float = 0.01  # warmup starts at lr * warmup_factor
     milestones: tuple = (30, 50)
     gamma: float = 0.1
-    min_lr: float = 1e-6
+    min_lr: float = 1e-6  # cosine floor (absolute, shared by every group, as timm)
+    warmup_lr_init: Optional[float] = None  # cosine warmup start (absolute); None = min_lr
 
 
 @dataclass
@@ -129,6 +130,8 @@ class TrainConfig:
     ckpt_every_iters: int = 0  # extra checkpoints inside an epoch (0: at epoch ends only)
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
     nan_guard: bool = True
+    deterministic: bool = True  # torch.use_deterministic_algorithms(warn_only=True), no TF32
+    find_unused_parameters: bool = True  # DDP: some paper modules leave parameters without gradient
 
 
 @dataclass

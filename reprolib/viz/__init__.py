@@ -57,13 +57,13 @@ def tracklet_strips(tracklets: Sequence[Tracklet], frames: int = 6, titles: Opti
     return fig
 
 
-def retrieval_figure(distmat: np.ndarray, query: Sequence[Tracklet], gallery: Sequence[Tracklet],
+def retrieval_figure(ranking: np.ndarray, query: Sequence[Tracklet], gallery: Sequence[Tracklet],
                      query_indices: Sequence[int], topk: int = 6, title: str = "",
                      frame_size: tuple[int, int] = (128, 64)):
     """Query tracklets and their top-k gallery tracklets, framed green (same identity) or red.
 
     Args:
-        distmat: (num_query, num_gallery) distances, smaller is more similar.
+        ranking: (num_query, >= topk) gallery indices, nearest first (see ``Workbook.ranking``).
         query: query tracklets (rows of ``distmat``).
         gallery: gallery tracklets (columns).
         query_indices: which queries to show (one row each).
@@ -76,7 +76,7 @@ def retrieval_figure(distmat: np.ndarray, query: Sequence[Tracklet], gallery: Se
     fig, axes = plt.subplots(rows, topk + 1, figsize=((topk + 1) * 1.0, rows * 1.9), squeeze=False)
     for r, qi in enumerate(query_indices):
         q = query[qi]
-        order = np.argsort(distmat[qi], kind="stable")[:topk]
+        order = ranking[qi][:topk]
         ax = axes[r, 0]
         ax.imshow(_load(q.paths[len(q) // 2], frame_size))
         ax.set_title(f"query id {q.raw_pid}\n{q.modality.short.upper()}", fontsize=7)

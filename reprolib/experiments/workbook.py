@@ -1,0 +1,158 @@
+"""What every notebook does first: turn its ``parameters`` cell into configs, data and outputs.
+
+A notebook's parameters cell holds plain literals (``profile``, ``data_root``, ``device``,
+``clip_weights``, ``overrides``). :class:`Workbook` maps them onto config overrides once, makes
+sure the miniature world exists for the ``smoke`` and ``embedded`` profiles (generating it on
+first use, so a notebook also runs on its own outside ``make``), and knows where the notebook's
+tables and figures go (``results/<profile>/``).
+
+Example::
+
+    wb = Workbook(profile, data_root=data_root, device=device, clip_weights=clip_weights,
+                  overrides=overrides)
+    run = wb.run("baseline")                  # from the run store, trained only if missing
+    wb.save_figure(fig, "vld_table3_bars")
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+from reprolib.config import ExperimentConfig, load_config, resolve_path
+from reprolib.experiments.compare import results_dir, save_table
+from reprolib.experiments.runstore import Run, get_run
+
+log = logging.getLogger(__name__)
+
+#: Profiles whose data is the generated miniature world.
+SYNTHETIC_PROFILES = ("smoke", "embedded")
+_WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt"}
+
+
+class Workbook:
+    """Notebook session: parameters -> overrides, data readiness, output locations.
+
+    Args:
+        profile: ``smoke`` | ``embedded`` | ``paper``.
+        data_root: real dataset root (paper profile); "" keeps the profile's default.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        clip_weights: CLIP weights file for the paper profile; "" keeps the default lookup.
+        overrides: extra ``key=value`` overrides applied to every run.
+    """
+
+    def __init__(self, profile: str = "embedded", data_root: str = "", device: str = "auto",
+                 clip_weights: str = "", overrides: Sequence[str] = ()) -> None:
+        self.profile = profile
+        self.overrides = list(overrides)
+        if data_root:
+            self.overrides.append(f"data.root={data_root}")
+        if device and device != "auto":
+            self.overrides.append(f"device={device}")
+        if clip_weights:
+            self.overrides.append(f"model.backbone.weights_path={clip_weights}")
+        self.out = results_dir(profile)
+
+    # ----------------------------------------------------------------------------- configs
+    def config(self, name: str, *extra: str) -> ExperimentConfig:
+        """The resolved config of ``name`` under this profile, notebook overrides and ``extra``."""
+        return load_config(name, self.profile, [*self.overrides, *extra])
+
+    def ensure_data(self, cfg: ExperimentConfig) -> Path:
+        """Return the data root of ``cfg``; generate the miniature world there if it is missing."""
+        root = resolve_path(cfg.data.root)
+        if self.profile in SYNTHETIC_PROFILES and not (root / "_COMPLETE").exists():
+            from reprolib.data.synthetic import write_world
+
+            log.info("generating the miniature world (%s scale) at %s", self.profile, root)
+            write_world(root, scale=self.profile, seed=0, fmt=_WORLD_FORMAT[cfg.data.dataset])
+        return root
+
+    # ------------------------------------------------------------------------------- runs
+    def run(self, name: str, *extra: str, train: bool = True) -> Run:
+        """A finished run of config ``name`` (+ ``extra`` overrides) from the run store."""
+        cfg = self.config(name, *extra)
+        self.ensure_data(cfg)
+        return get_run(cfg, train=train)
+
+    @functools.lru_cache(maxsize=8)
+    def dataset(self, name: str = "baseline", *extra: str):
+        """The parsed dataset a config trains and evaluates on (cached per notebook)."""
+        from reprolib.data import build_dataset
+
+        cfg = self.config(name, *extra)
+        self.ensure_data(cfg)
+        return build_dataset(cfg.data)
+
+    # ---------------------------------------------------------------------------- outputs
+    def save_figure(self, fig, name: str) -> Path:
+        """Write ``results/<profile>/figures/<name>.png``."""
+        from reprolib.viz import save_figure
+
+        return save_figure(fig, self.out / "figures" / f"{name}.png")
+
+    def save_table(self, table, paper: str, item: str, meta: Optional[dict] = None) -> Path:
+        """Write ``results/<profile>/tables/<paper>_<item>.csv`` (+ JSON with ``meta``)."""
+        return save_table(table, paper, item, self.profile, meta)
+
+    def ranking(self, run: Run, direction: str, topk: int = 20):
+        """See :func:`ranking`."""
+        return ranking(run, direction, topk)
+
+    def label(self) -> str:
+        """A caption fragment saying what the numbers are (for titles and tables)."""
+        if self.profile == "paper":
+            return "paper profile (real data)"
+        return f"{self.profile} profile: SynthVCM miniature world — not a claim about the real benchmark"
+
+
+def chance_level(eval_set, trials: int = 20, seed: int = 0) -> dict:
+    """Metrics of a random ranking on an eval set (mean over ``trials`` random distance matrices).
+
+    The reference line every result should clear: R1 of a random ranking is about the fraction
+    of gallery items that share the query's identity.
+    """
+    import numpy as np
+
+    from reprolib.eval import evaluate
+
+    rng = np.random.default_rng(seed)
+    q_p = np.array([t.pid for t in eval_set.query])
+    g_p = np.array([t.pid for t in eval_set.gallery])
+    q_c = np.array([t.camid for t in eval_set.query])
+    g_c = np.array([t.camid for t in eval_set.gallery])
+    runs = [evaluate(rng.random((len(q_p), len(g_p))), q_p, g_p, q_c, g_c, rule=eval_set.rule).to_dict()
+            for _ in range(trials)]
+    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if isinstance(runs[0][k], float)}
+
+
+def ranking(run: Run, direction: str, topk: int = 20):
+    """Top-``topk`` gallery indices per query of a run in one direction, nearest first.
+
+    Rankings are small, so they are kept in the run directory (``ranking_<direction>.npy``, committed
+    with the embedded results) and figures can be redrawn without the checkpoint, which never is.
+    The first call computes them from ``last.pt`` with the run's own distance and test sampling.
+
+    Returns:
+        (num_query, topk) int array of indices into ``dataset.eval_sets[direction].gallery``.
+    """
+    import numpy as np
+
+    from reprolib.utils.io import atomic_write
+
+    path = run.path / f"ranking_{direction}.npy"
+    if path.exists():
+        return np.load(path)
+    from reprolib.data.video import build_test_loader
+    from reprolib.engine import extract_features, load_trained
+    from reprolib.eval import compute_distance
+
+    cfg, dataset, model, dev = load_trained(run.path)
+    es = dataset.eval_sets[direction]
+    qf = extract_features(model, build_test_loader(es.query, cfg.data), dev)[0]
+    gf = extract_features(model, build_test_loader(es.gallery, cfg.data), dev)[0]
+    dist = compute_distance(qf, gf, cfg.eval.distance)  # (Q, G)
+    top = np.argsort(np.asarray(dist), axis=1, kind="stable")[:, :topk].astype(np.int32)
+    atomic_write(path, lambda f: np.save(f, top))
+    return top
