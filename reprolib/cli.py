@@ -9,6 +9,7 @@ Commands (each one line in ``python -m reprolib --help``)::
     eval RUN_DIR                         re-evaluate a run's checkpoint
     bench {data|eval}                    benchmarks (not tests)
     notebook {run|list}                  render notebooks headless with papermill
+    tinyclip {train|eval}                pretrain / evaluate the miniature world's CLIP
 
 Heavy imports happen inside each command so that ``--help`` and ``data check`` stay fast.
 """
@@ -23,13 +24,14 @@ from typing import Callable, Optional
 log = logging.getLogger("reprolib")
 
 
-def _delegate(module: str, func: str = "main") -> Callable[[list[str]], int]:
-    """A command implemented by ``module.main(argv)`` (argument parsing lives beside the code)."""
+def _delegate(module: str, func: str = "main", prefix: tuple[str, ...] = ()) -> Callable[[list[str]], int]:
+    """A command implemented by ``module.func(argv)`` (argument parsing lives beside the code);
+    ``prefix`` is prepended to argv for modules that parse their own subcommand."""
 
     def run(argv: list[str]) -> int:
         import importlib
 
-        return int(importlib.import_module(module).__getattribute__(func)(argv) or 0)
+        return int(getattr(importlib.import_module(module), func)([*prefix, *argv]) or 0)
 
     return run
 
@@ -78,6 +80,11 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
     "notebook": {
         "run": ("render a notebook headless with papermill", _delegate("reprolib.notebooks", "main_run")),
         "list": ("list the workbook's notebooks", _delegate("reprolib.notebooks", "main_list")),
+    },
+    "tinyclip": {
+        "train": ("pretrain TinyCLIP on visible-only synthetic persons",
+                  _delegate("reprolib.tinyclip.cli", prefix=("train",))),
+        "eval": ("zero-shot evidence of TinyCLIP per modality", _delegate("reprolib.tinyclip.cli", prefix=("eval",))),
     },
     "train": {"": ("train and evaluate an experiment config", _train)},
     "eval": {"": ("re-evaluate a run directory", _eval)},

@@ -57,7 +57,8 @@ class DataConfig:
     num_pos: int = 4  # K: tracklets per identity and modality (vcm); cameras per identity (bupt)
     sampler_replace: bool = True  # vcm sampler draws tracklets with replacement (official)
     sampler_length: str = "max"  # vcm epoch length from "max" (VLD) or "min" (MITML) modality count
-    augment: str = "vld"  # augmentation recipe: "none" | "mitml" | "vld" | "xreid" | "bupt"
+    augment: str = "vld"  # augmentation recipe: "none" | "mitml" | "vld" | "xreid" | "xreid_released" | "bupt"
+    pad: int = 10  # Pad(pad)+RandomCrop of the pad/crop recipes (official 10 px at 288x144)
     augment_per: str = "frame"  # randomness of crop/flip/erasing: "frame" (official) | "tracklet"
     normalization: str = "imagenet"  # "imagenet" (what all official codes use) | "clip"
     bupt_eval_mode: str = "official"  # "official" (batch-64 RGB tail drop) | "full"
