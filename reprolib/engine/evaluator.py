@@ -116,6 +116,6 @@ def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[to
             distmat = compute_distance(qf, gf, cfg.eval.distance)
         distmats[(qkey, gkey)] = distmat
         result = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, rule=es.rule, max_rank=cfg.eval.max_rank)
-        results[direction] = result.to_dict()
+        results[direction] = result.to_dict(counts=True)
         log.info("%s: %s", direction, {k: v for k, v in results[direction].items() if not isinstance(v, list)})
     return results

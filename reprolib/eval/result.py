@@ -54,14 +54,19 @@ class EvalResult:
         """``(num_q,)`` boolean mask of the queries that counted in the averages."""
         return ~np.isnan(self.ap)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self, counts: bool = False) -> dict[str, float]:
         """Return Rank-1/5/10/20, mAP and mINP as percentages.
 
-        A rank larger than ``len(cmc)`` (``max_rank`` < 20) is left out.
+        A rank larger than ``len(cmc)`` (``max_rank`` < 20) is left out. With ``counts`` the
+        integers ``num_valid`` and ``num_query`` are added (run metrics keep them, so a reader
+        knows how many queries a percentage rests on).
         """
         out = {f"R{k}": 100.0 * float(self.cmc[k - 1]) for k in REPORTED_RANKS if k <= len(self.cmc)}
         out["mAP"] = 100.0 * self.mAP
         out["mINP"] = 100.0 * self.mINP
+        if counts:
+            out["num_valid"] = int(self.num_valid)
+            out["num_query"] = int(self.num_query)
         return out
 
     def summary(self) -> str:

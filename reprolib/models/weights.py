@@ -37,6 +37,10 @@ leaving a silently random model. Weight formats:
 (random init, allowed for the smoke/embedded profiles, with a warning), ``"tinyclip"``
 (``reprolib/models/weights/tinyclip.pt``, the miniature-world CLIP), or a file /
 ``local-dir:`` path.
+
+TinyCLIP's weights ship in the repository; their SHA-256 is recorded in ``tinyclip.json`` next
+to them and checked on every load (:func:`verify_tinyclip_weights`): a corrupted or replaced
+file raises :class:`WeightsChecksumError`, which says how to regenerate it.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ from typing import Any, Optional, Sequence
 from torch import nn
 
 __all__ = [
-    "PAPER_ARCH", "ENV_VAR", "TINYCLIP_ARCH", "TINYCLIP_WEIGHTS", "WeightsNotFoundError", "WeightsSource",
+    "PAPER_ARCH", "ENV_VAR", "TINYCLIP_ARCH", "TINYCLIP_WEIGHTS", "TINYCLIP_TRAIN_COMMAND", "WeightsNotFoundError",
+    "WeightsChecksumError", "WeightsSource", "verify_tinyclip_weights",
     "configure_hub_env", "register_model_configs", "resolve_weights", "detect_format", "sha256_file",
     "create_clip_model", "check_weights", "main",
 ]
@@ -77,12 +82,17 @@ LOCAL_DIR_PREFIX = "local-dir:"
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TINYCLIP_ARCH = "TinyCLIP-ViT-8"
 TINYCLIP_WEIGHTS = Path(__file__).parent / "weights" / "tinyclip.pt"
+TINYCLIP_TRAIN_COMMAND = "python -m reprolib tinyclip train"
 
 _HUB_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "3", "HF_HUB_DOWNLOAD_TIMEOUT": "10"}
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """CLIP weights could not be found; the message says where we looked and how to supply them."""
+
+
+class WeightsChecksumError(RuntimeError):
+    """A shipped weights file does not match its recorded SHA-256 (corrupted or replaced)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +331,7 @@ def resolve_weights(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
                 f"model.backbone.pretrained='tinyclip': {TINYCLIP_WEIGHTS} does not exist yet (the TinyCLIP "
                 f"weights are trained by the TinyCLIP issue and shipped in the repository). Use "
                 f"model.backbone.pretrained=none for a randomly initialised '{TINYCLIP_ARCH}' meanwhile.")
+        verify_tinyclip_weights(TINYCLIP_WEIGHTS)
         return WeightsSource(arch=arch, path=str(TINYCLIP_WEIGHTS), origin="tinyclip",
                              format=detect_format(TINYCLIP_WEIGHTS))
     if pretrained.startswith(LOCAL_DIR_PREFIX) or os.sep in pretrained or Path(pretrained).suffix:
@@ -337,6 +348,36 @@ def resolve_weights(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
             return WeightsSource(arch=arch, path=None, origin="download", tag=pretrained)
         looked.append(f"HF_HUB_OFFLINE=0 but the Hub is unreachable ({problem}); not retrying for minutes")
     raise WeightsNotFoundError(_not_found_message(arch, pretrained, looked))
+
+
+def verify_tinyclip_weights(path: Path) -> str:
+    """Check a TinyCLIP weights file against the SHA-256 recorded next to it (``<name>.json``).
+
+    Args:
+        path: the weights file (``reprolib/models/weights/tinyclip.pt``).
+
+    Returns:
+        The verified hex SHA-256.
+
+    Raises:
+        WeightsChecksumError: the record is missing/unreadable or the hash differs; the
+            message names the file, the expected and actual hashes and how to regenerate it.
+    """
+    path = Path(path)
+    record = path.with_suffix(".json")
+    regenerate = f"Restore it from git (git checkout -- {path.name} {record.name}) or regenerate it with " \
+                 f"'{TINYCLIP_TRAIN_COMMAND}' (about 20 minutes on 2 CPU cores)."
+    try:
+        expected = str(json.loads(record.read_text())["sha256"]).lower()
+    except (OSError, ValueError, KeyError) as e:
+        raise WeightsChecksumError(f"cannot verify {path}: its record {record} with key 'sha256' is missing or "
+                                   f"unreadable ({e}). {regenerate}") from e
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsChecksumError(
+            f"{path} is corrupted or was replaced: SHA-256 {actual}, expected {expected} (recorded in {record}). "
+            f"{regenerate}")
+    return actual
 
 
 # --------------------------------------------------------------------------------------
