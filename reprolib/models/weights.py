@@ -365,8 +365,8 @@ def verify_tinyclip_weights(path: Path) -> str:
     """
     path = Path(path)
     record = path.with_suffix(".json")
-    regenerate = f"Restore it from git (git checkout -- {path.name} {record.name}) or regenerate it with " \
-                 f"'{TINYCLIP_TRAIN_COMMAND}' (about 20 minutes on 2 CPU cores)."
+    regenerate = f"Restore {path.name} and {record.name} from git, or regenerate both with " \
+                 f"'{TINYCLIP_TRAIN_COMMAND}' (5-20 minutes on 2 CPU cores)."
     try:
         expected = str(json.loads(record.read_text())["sha256"]).lower()
     except (OSError, ValueError, KeyError) as e:
