@@ -7,7 +7,8 @@ Commands (each one line in ``python -m reprolib --help``)::
     weights check                        report the CLIP weights the paper profile would load
     train CONFIG [--profile P] [--set k=v ...]   train + evaluate; prints the run directory last
     eval RUN_DIR                         re-evaluate a run's checkpoint
-    bench {data|eval}                    benchmarks (not tests)
+    bench {data|eval|text}               benchmarks (not tests)
+    profile [CONFIG]                     parameters per module and FLOPs of a config's model
     notebook {run|list}                  render notebooks headless with papermill
     tinyclip {train|eval}                pretrain / evaluate the miniature world's CLIP
 
@@ -76,6 +77,7 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
     "bench": {
         "data": ("training-loader throughput vs per-frame PIL + torchvision", _delegate("reprolib.bench.data")),
         "eval": ("fast evaluator vs the official per-query algorithm", _delegate("reprolib.bench.eval")),
+        "text": ("VLD's text encoder: EOT-truncated vs full-context prompts", _delegate("reprolib.bench.text")),
     },
     "notebook": {
         "run": ("render a notebook headless with papermill", _delegate("reprolib.notebooks", "main_run")),
@@ -86,6 +88,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
                   _delegate("reprolib.tinyclip.cli", prefix=("train",))),
         "eval": ("zero-shot evidence of TinyCLIP per modality", _delegate("reprolib.tinyclip.cli", prefix=("eval",))),
     },
+    "profile": {"": ("parameters per module and FLOPs (both conventions) of a config's model",
+                     _delegate("reprolib.profiler"))},
     "train": {"": ("train and evaluate an experiment config", _train)},
     "eval": {"": ("re-evaluate a run directory", _eval)},
 }
