@@ -127,10 +127,12 @@ def check_finite(losses: dict[str, float], step: int, epoch: int, iteration: int
 
 def build_model(cfg: Any, dataset: Any) -> nn.Module:
     """``create_model`` for an experiment: classifier and camera table sized by ``dataset``,
-    positional grid from ``data.height``/``data.width``, losses from ``cfg.loss``."""
+    positional grid from ``data.height``/``data.width``, clip length from ``data.seq_len``,
+    losses from ``cfg.loss``."""
     from reprolib.models import create_model
     return create_model(cfg.model, dataset.num_train_pids, dataset.num_cameras,
-                        image_size=(cfg.data.height, cfg.data.width), loss_cfg=cfg.loss)
+                        image_size=(cfg.data.height, cfg.data.width), loss_cfg=cfg.loss,
+                        seq_len=cfg.data.seq_len)
 
 
 class _TrainStep(nn.Module):

@@ -23,6 +23,7 @@ from reprolib.models.weights import (  # noqa: E402
 )
 from reprolib.models.clip_backbone import CLIPVisualEncoder, create_clip_visual  # noqa: E402
 from reprolib.models import baseline  # noqa: E402,F401  (registers "baseline")
+from reprolib.models import vld  # noqa: E402,F401  (registers "vld")
 
 __all__ = [
     "ReIDModel", "build_param_groups",

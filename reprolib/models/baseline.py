@@ -91,7 +91,8 @@ class CLIPBaseline(ReIDModel):
 
     def __init__(self, model_cfg: Any, num_classes: int, num_cameras: int,
                  image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
-                 clip_model: Optional[nn.Module] = None) -> None:
+                 clip_model: Optional[nn.Module] = None, seq_len: Optional[int] = None) -> None:
+        # seq_len is part of the common factory signature (VLD's hub is T x T); TAP does not need it
         super().__init__()
         _check_choice("model.feature", model_cfg.feature, ("cls", "proj"))
         _check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",))

@@ -107,7 +107,7 @@ WORLD_SPECS: dict[str, WorldSpec] = {
     ),
     "embedded": WorldSpec(
         name="embedded",
-        num_train_ids=120,
+        num_train_ids=300,
         num_test_ids=80,
         num_aux_ids=20,
         num_cameras=4,
