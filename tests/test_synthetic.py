@@ -236,10 +236,22 @@ def test_cli_main_prints_path(tmp_path, capsys):
 # ------------------------------------------------------------------------------ renderer
 
 
-def test_colour_only_in_visible_material_only_in_infrared():
+def test_hue_only_in_visible_material_and_insulation_in_infrared(monkeypatch):
+    from reprolib.data.synthetic.identities import COLOURS
+    from reprolib.data.synthetic.renderer import garment_level
+
+    # two dyes of equal luminance but different hue: identical in infrared, different in visible
+    monkeypatch.setitem(COLOURS, "test-red", (200.0, 60.0, 60.0))
+    lum = 0.299 * 200.0 + 0.587 * 60.0 + 0.114 * 60.0
+    monkeypatch.setitem(COLOURS, "test-grey", (lum, lum, lum))
     a = sample_identity(1, derive_rng(0, "identity", 1))
-    new_colour = "red" if a.upper.colour != "red" else "green"
-    recoloured = dataclasses.replace(a, upper=dataclasses.replace(a.upper, colour=new_colour))
+    a = dataclasses.replace(a, upper=dataclasses.replace(a.upper, colour="test-red", pattern="plain",
+                                                         pattern_colour="test-red", pattern_contrast=0.0))
+    recoloured = dataclasses.replace(a, upper=dataclasses.replace(a.upper, colour="test-grey",
+                                                                  pattern_colour="test-grey"))
+    # thermal physics of the garment level: thin garments and dark dyes are warmer
+    assert garment_level("t-shirt", "cotton", "grey") > garment_level("jacket", "cotton", "grey")
+    assert garment_level("shirt", "cotton", "black") > garment_level("shirt", "cotton", "white")
     new_material = "leather" if a.upper.material != "leather" else "cotton"
     rematerial = dataclasses.replace(a, upper=dataclasses.replace(a.upper, material=new_material))
     cam = sample_camera(0, 1)
@@ -250,7 +262,7 @@ def test_colour_only_in_visible_material_only_in_infrared():
     ir = frame(a, "ir")
     assert ir.shape == (128, 64, 3) and ir.dtype == np.uint8
     assert (ir[..., 0] == ir[..., 1]).all() and (ir[..., 1] == ir[..., 2]).all()
-    assert np.array_equal(frame(recoloured, "ir"), ir)  # colour is invisible in infrared
+    assert np.array_equal(frame(recoloured, "ir"), ir)  # hue is invisible in infrared
     assert not np.array_equal(frame(recoloured, "rgb"), frame(a, "rgb"))
     assert not np.array_equal(frame(rematerial, "ir"), ir)  # material sets infrared brightness
     assert np.array_equal(frame(a, "rgb"), frame(a, "rgb"))  # deterministic for a given rng

@@ -9,7 +9,8 @@ What each modality sees is decided here, as data:
 
 * colour (``Garment.colour``, ``Garment.pattern_colour``, hair colour, skin tone) exists
   only in the visible modality;
-* the garment **material** sets its thermal emissivity, i.e. its infrared brightness;
+* a garment's infrared brightness follows its insulation (kind), its **material** (emissivity)
+  and its dye darkness, never its hue (``renderer.garment_level``);
   patterns keep a material-dependent texture contrast in infrared (``pattern_contrast``);
 * shape, sleeve/leg length, accessories and gait are geometric, so both modalities show them.
 

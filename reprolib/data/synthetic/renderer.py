@@ -7,7 +7,7 @@ A frame is drawn in two stages:
    per-pixel shading term, from body shape, pose (gait phase) and the camera viewpoint.
 2. **Appearance** (per modality): the label map is coloured through a look-up table. The
    visible table holds the identity's colours; the infrared table holds thermal-like grey
-   levels: skin hot, clothing by material emissivity (never by colour), pattern regions by
+   levels: skin hot, clothing by insulation, material and dye darkness (never by hue), pattern regions by
    their texture contrast, accessories cool, background cool. Then the camera adds blur,
    illumination (visible only) and sensor noise; infrared frames are 3-channel grey.
 
@@ -295,18 +295,48 @@ def colour_table(a: IdentityAttributes) -> np.ndarray:
     return lut
 
 
+#: Thermal insulation of a garment kind: thin garments show the body's warmth, thick ones hide it
+#: (infrared level of the garment surface before the material and dye terms).
+GARMENT_WARMTH: dict[str, float] = {
+    "t-shirt": 0.74, "shirt": 0.66, "sweater": 0.50, "jacket": 0.40,
+    "shorts": 0.66, "skirt": 0.64, "trousers": 0.56,
+}
+#: How far a material's emissivity moves the garment's level (around the kind's warmth).
+MATERIAL_SHIFT_WEIGHT = 0.5
+#: Dark dyes absorb sunlight, so dark clothing is warmer outdoors; hue never matters.
+DYE_DARKNESS_WEIGHT = 0.14
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255.0
+
+
+def garment_level(kind: str, material: str, colour: str) -> float:
+    """Infrared level (0..1) of a garment region.
+
+    Thermal images show surface temperature: the garment's insulation (its kind), its material's
+    emissivity, and how much sunlight its dye absorbs (darkness; the hue plays no role). Kind and
+    darkness are also visible in the visible modality, which is what makes the two modalities
+    matchable at all, as on real cameras.
+    """
+    level = GARMENT_WARMTH[kind] + MATERIAL_SHIFT_WEIGHT * (MATERIALS[material] - 0.53)
+    level += DYE_DARKNESS_WEIGHT * (0.5 - _luminance(COLOURS[colour]))
+    return float(np.clip(level, 0.12, 0.9))
+
+
 def thermal_table(a: IdentityAttributes) -> np.ndarray:
     """Infrared level (0..1) of every part label, ``(NUM_LABELS,) float32``.
 
-    Garments radiate by material emissivity; pattern regions differ by the garment's texture
-    contrast. Visible colour plays no role.
+    Garments radiate by :func:`garment_level` (kind, material, dye darkness); pattern regions are
+    the pattern colour's level plus the garment's texture contrast.
     """
     lut = np.zeros(NUM_LABELS, np.float32)
     for label, level in IR_LEVELS.items():
         lut[label] = level
     for main, alt, g in ((UPPER, UPPER_ALT, a.upper), (LOWER, LOWER_ALT, a.lower)):
-        lut[main] = MATERIALS[g.material]
-        lut[alt] = np.clip(MATERIALS[g.material] + g.pattern_contrast, 0.1, 0.9)
+        lut[main] = garment_level(g.kind, g.material, g.colour)
+        alt_level = garment_level(g.kind, g.material, g.pattern_colour) + g.pattern_contrast
+        lut[alt] = np.clip(alt_level, 0.1, 0.9) if g.pattern != "plain" else lut[main]
     return lut
 
 
