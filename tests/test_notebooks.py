@@ -34,13 +34,16 @@ def results_root(tmp_path_factory):
 
 def test_every_notebook_is_discovered_with_a_parameters_cell():
     import nbformat
+    from papermill.translators import PythonTranslator
 
     assert any(nb.key == "quickstart" for nb in NOTEBOOKS)
     for nb in NOTEBOOKS:
         cells = nbformat.read(nb.path, as_version=4).cells
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{nb.path.name}: needs exactly one cell tagged 'parameters'"
-        assert "profile" in tagged[0].source
+        # papermill must parse every parameter (an '=' inside a comment silently breaks that)
+        names = {p.name for p in PythonTranslator.inspect(tagged[0])}
+        assert names == {"profile", "data_root", "device", "clip_weights", "overrides"}, (nb.path.name, names)
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.key for nb in NOTEBOOKS])

@@ -107,13 +107,15 @@ class Workbook:
         return f"{self.profile} profile: SynthVCM miniature world — not a claim about the real benchmark"
 
 
-def chance_level(eval_set, trials: int = 20, seed: int = 0) -> dict:
-    """Metrics of a random ranking on an eval set (mean over ``trials`` random distance matrices).
+def chance_trials(eval_set, trials: int = 200, seed: int = 0):
+    """Metrics of ``trials`` random rankings of an eval set, one row per trial (a DataFrame).
 
-    The reference line every result should clear: R1 of a random ranking is about the fraction
-    of gallery items that share the query's identity.
+    The reference every result should clear: its mean is the chance level (R1 of a random ranking
+    is about the fraction of gallery items sharing the query's identity), and its maximum is the
+    bar for a one-sided test at p < 1/trials.
     """
     import numpy as np
+    import pandas as pd
 
     from reprolib.eval import evaluate
 
@@ -122,9 +124,19 @@ def chance_level(eval_set, trials: int = 20, seed: int = 0) -> dict:
     g_p = np.array([t.pid for t in eval_set.gallery])
     q_c = np.array([t.camid for t in eval_set.query])
     g_c = np.array([t.camid for t in eval_set.gallery])
-    runs = [evaluate(rng.random((len(q_p), len(g_p))), q_p, g_p, q_c, g_c, rule=eval_set.rule).to_dict()
+    rows = [evaluate(rng.random((len(q_p), len(g_p))), q_p, g_p, q_c, g_c, rule=eval_set.rule).to_dict()
             for _ in range(trials)]
-    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if isinstance(runs[0][k], float)}
+    return pd.DataFrame(rows)
+
+
+def chance_level(eval_set, trials: int = 200, seed: int = 0) -> dict:
+    """Mean metrics of random rankings (see :func:`chance_trials`)."""
+    return chance_trials(eval_set, trials, seed).mean().to_dict()
+
+
+def above_chance(metrics: dict, eval_set, metric: str = "mAP", trials: int = 200) -> bool:
+    """Whether ``metrics[metric]`` beats every one of ``trials`` random rankings (p < 1/trials)."""
+    return float(metrics[metric]) > float(chance_trials(eval_set, trials)[metric].max())
 
 
 def ranking(run: Run, direction: str, topk: int = 20):
