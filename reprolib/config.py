@@ -240,9 +240,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
-    if origin is typing.Union:  # Optional[X]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], where)
+    if origin is typing.Union:  # Optional[X], Union[X, Y]: the first type that accepts the value
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        errors = []
+        for arg in (a for a in typing.get_args(tp) if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e).split(": expected ", 1)[-1].split(",")[0])
+        raise ConfigError(f"{where}: expected {' or '.join(errors)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if tp is bool:

@@ -6,12 +6,10 @@ import json
 import math
 import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from reprolib.config import ExperimentConfig, OptimConfig, SchedulerConfig, load_config, to_dict

@@ -22,7 +22,10 @@ from __future__ import annotations
 import abc
 from typing import Any, Callable, Iterable, Optional
 
+import torch
 from torch import Tensor, nn
+
+from reprolib.data.types import Modality
 
 __all__ = ["ReIDModel", "build_param_groups", "is_bias_param"]
 
@@ -118,3 +121,22 @@ class ReIDModel(nn.Module, abc.ABC):
         """Number of parameters whose names start with ``prefix``."""
         return sum(p.numel() for n, p in self.named_parameters()
                    if n.startswith(prefix) and (p.requires_grad or not trainable_only))
+
+
+def stack_modalities(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """RGB clips then IR clips of a training batch, as one batch (the order every family uses).
+
+    Args:
+        batch: ``rgb (B, T, 3, H, W)``, ``ir (B, T, 3, H, W)``, ``label (B,)``, ``camid_rgb (B,)``,
+            ``camid_ir (B,)``.
+
+    Returns:
+        ``(clips (2B, T, 3, H, W), labels (2B,), camid (2B,), modality (2B,))``.
+    """
+    x = torch.cat([batch["rgb"], batch["ir"]], dim=0)  # (2B, T, 3, H, W)
+    labels = torch.cat([batch["label"], batch["label"]], dim=0)  # (2B,)
+    camid = torch.cat([batch["camid_rgb"], batch["camid_ir"]], dim=0)  # (2B,)
+    n = batch["label"].shape[0]
+    modality = torch.cat([torch.full((n,), int(Modality.RGB)),
+                          torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
+    return x, labels, camid, modality

@@ -26,17 +26,14 @@ reference/vld.md 4.3) belong to the VLD family.
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional
 
-import torch
 from torch import Tensor, nn
 
-from reprolib.config import LossConfig
-from reprolib.data.types import Modality
+from reprolib.config import LossConfig, from_dict
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.models.base import ReIDModel
+from reprolib.models.base import ReIDModel, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.registry import register_model
@@ -54,17 +51,9 @@ class BaselineExtra:
     @classmethod
     def from_dict(cls, extra: dict) -> "BaselineExtra":
         """Validate ``model.extra``; unknown keys or values raise naming the key."""
-        names = [f.name for f in fields(cls)]
-        for key in extra:
-            if key not in names:
-                near = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean 'model.extra.{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
-                raise ValueError(f"unknown key 'model.extra.{key}' for model 'baseline'{hint}")
-        out = cls(**extra)
+        out = from_dict(cls, extra, "model.extra")  # types and unknown keys, with a nearest-key hint
         if out.test_feature not in ("pre_bn", "bn"):
             raise ValueError(f"model.extra.test_feature: expected 'pre_bn' or 'bn', got {out.test_feature!r}")
-        if not isinstance(out.bn_bias_trainable, bool):
-            raise ValueError(f"model.extra.bn_bias_trainable: expected true/false, got {out.bn_bias_trainable!r}")
         return out
 
 
@@ -143,12 +132,7 @@ class CLIPBaseline(ReIDModel):
             ``{"id": id_weight * L_id}`` plus ``{"wrt" | "triplet": triplet_weight * L}``;
             terms with weight 0 are left out.
         """
-        x = torch.cat([batch["rgb"], batch["ir"]], dim=0)  # (2B, T, 3, H, W)
-        labels = torch.cat([batch["label"], batch["label"]], dim=0)  # (2B,)
-        camid = torch.cat([batch["camid_rgb"], batch["camid_ir"]], dim=0)  # (2B,)
-        n = batch["label"].shape[0]
-        modality = torch.cat([torch.full((n,), int(Modality.RGB)),
-                              torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
+        x, labels, camid, modality = stack_modalities(batch)
         feats = self.forward_features(x, camid, modality)
         losses: dict[str, Tensor] = {}
         if self.loss_cfg.id_weight:

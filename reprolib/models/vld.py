@@ -49,20 +49,17 @@ frozen text encoder is in no group.
 """
 from __future__ import annotations
 
-import difflib
 import logging
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reprolib.config import LossConfig
-from reprolib.data.types import Modality
+from reprolib.config import LossConfig, from_dict
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.models.base import ReIDModel
+from reprolib.models.base import ReIDModel, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner
@@ -70,7 +67,7 @@ from reprolib.models.registry import register_model
 from reprolib.models.stp import SpatialTemporalPrompting
 from reprolib.models.weights import create_clip_model
 
-__all__ = ["VLD", "VLDExtra", "stack_modalities"]
+__all__ = ["VLD", "VLDExtra"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +111,7 @@ class VLDExtra:
     @classmethod
     def from_dict(cls, extra: dict) -> "VLDExtra":
         """Validate ``model.extra``; unknown keys, wrong types or values raise naming the key."""
-        names = [f.name for f in fields(cls)]
-        for key in extra:
-            if key not in names:
-                near = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean 'model.extra.{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
-                raise ValueError(f"unknown key 'model.extra.{key}' for model 'vld'{hint}")
-        hints = typing.get_type_hints(cls)
-        for key, value in extra.items():
-            if not _matches(value, hints[key]):
-                raise ValueError(f"model.extra.{key}: expected {_type_name(hints[key])}, got {value!r}")
-        out = cls(**{k: (float(v) if hints[k] is float else v) for k, v in extra.items()})
+        out = from_dict(cls, extra, "model.extra")  # types and unknown keys, with a nearest-key hint
         if out.test_feature not in _TEST_FEATURES:
             raise ValueError(f"model.extra.test_feature: expected one of {', '.join(_TEST_FEATURES)}, "
                              f"got {out.test_feature!r}")
@@ -140,43 +127,9 @@ class VLDExtra:
         return out
 
 
-def _matches(value: Any, tp: Any) -> bool:
-    """Whether a YAML value fits a field type (bool is not a number; int is a float)."""
-    if typing.get_origin(tp) is Union:
-        return any(_matches(value, a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    return {type(None): "null", bool: "true/false"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{key}: the vld family supports {', '.join(choices)}; got {value!r}")
-
-
-def stack_modalities(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """RGB clips then IR clips of a training batch, as one batch.
-
-    Returns:
-        ``(clips (2B, T, 3, H, W), labels (2B,), camid (2B,), modality (2B,))``.
-    """
-    x = torch.cat([batch["rgb"], batch["ir"]], dim=0)  # (2B, T, 3, H, W)
-    labels = torch.cat([batch["label"], batch["label"]], dim=0)  # (2B,)
-    camid = torch.cat([batch["camid_rgb"], batch["camid_ir"]], dim=0)  # (2B,)
-    n = batch["label"].shape[0]
-    modality = torch.cat([torch.full((n,), int(Modality.RGB)),
-                          torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
-    return x, labels, camid, modality
 
 
 @register_model("vld")
