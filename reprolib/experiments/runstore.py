@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from reprolib import PACKAGE_ROOT, PROJECT_ROOT
-from reprolib.config import ExperimentConfig, config_hash, load_config, to_dict
+from reprolib.config import ExperimentConfig, config_hash, load_config, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,23 @@ def code_version(packages: tuple[str, ...] = CODE_PACKAGES) -> str:
         for path in sorted((PACKAGE_ROOT / pkg).rglob("*.json")):  # model configs are code too
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+#: Profiles whose data is the generated miniature world, and the world layout of each dataset.
+SYNTHETIC_PROFILES = ("smoke", "embedded")
+_WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt"}
+
+
+def ensure_world(cfg: ExperimentConfig) -> Path:
+    """Return the data root of ``cfg``; for the smoke and embedded profiles, generate the
+    miniature world there first if it is missing (so a fresh checkout trains without a set-up step)."""
+    root = resolve_path(cfg.data.root)
+    if cfg.profile in SYNTHETIC_PROFILES and not (root / "_COMPLETE").exists():
+        from reprolib.data.synthetic import write_world
+
+        log.info("generating the miniature world (%s scale) at %s", cfg.profile, root)
+        write_world(root, scale=cfg.profile, seed=0, fmt=_WORLD_FORMAT[cfg.data.dataset])
+    return root
 
 
 def default_store(profile: str) -> Path:
@@ -132,6 +149,7 @@ def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
         (run_dir / "last.pt").unlink(missing_ok=True)
     if (run_dir / "last.pt").exists():
         log.info("run store: %s was interrupted; resuming", run_dir.name)
+    ensure_world(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     from reprolib.engine import train_experiment  # heavy import only when training
 
@@ -148,4 +166,4 @@ def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[di
     return out
 
 
-__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "default_store", "to_dict"]
+__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "default_store", "ensure_world"]

@@ -20,15 +20,12 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from reprolib.config import ExperimentConfig, load_config, resolve_path
+from reprolib.config import ExperimentConfig, load_config
 from reprolib.experiments.compare import results_dir, save_table
-from reprolib.experiments.runstore import Run, get_run
+from reprolib.experiments.runstore import Run, ensure_world, get_run
 
 log = logging.getLogger(__name__)
 
-#: Profiles whose data is the generated miniature world.
-SYNTHETIC_PROFILES = ("smoke", "embedded")
-_WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt"}
 
 
 class Workbook:
@@ -59,22 +56,10 @@ class Workbook:
         """The resolved config of ``name`` under this profile, notebook overrides and ``extra``."""
         return load_config(name, self.profile, [*self.overrides, *extra])
 
-    def ensure_data(self, cfg: ExperimentConfig) -> Path:
-        """Return the data root of ``cfg``; generate the miniature world there if it is missing."""
-        root = resolve_path(cfg.data.root)
-        if self.profile in SYNTHETIC_PROFILES and not (root / "_COMPLETE").exists():
-            from reprolib.data.synthetic import write_world
-
-            log.info("generating the miniature world (%s scale) at %s", self.profile, root)
-            write_world(root, scale=self.profile, seed=0, fmt=_WORLD_FORMAT[cfg.data.dataset])
-        return root
-
     # ------------------------------------------------------------------------------- runs
     def run(self, name: str, *extra: str, train: bool = True) -> Run:
         """A finished run of config ``name`` (+ ``extra`` overrides) from the run store."""
-        cfg = self.config(name, *extra)
-        self.ensure_data(cfg)
-        return get_run(cfg, train=train)
+        return get_run(self.config(name, *extra), train=train)
 
     @functools.lru_cache(maxsize=8)
     def dataset(self, name: str = "baseline", *extra: str):
@@ -82,7 +67,7 @@ class Workbook:
         from reprolib.data import build_dataset
 
         cfg = self.config(name, *extra)
-        self.ensure_data(cfg)
+        ensure_world(cfg)
         return build_dataset(cfg.data)
 
     # ---------------------------------------------------------------------------- outputs
