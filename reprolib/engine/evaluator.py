@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_features", "evaluate_model"]
+__all__ = ["extract_features", "direction_distances", "evaluate_model"]
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +68,30 @@ def _set_key(tracklets: list) -> tuple:
     return tuple(tracklets)
 
 
-def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[torch.device] = None,
-                   amp_dtype: Optional[torch.dtype] = None) -> dict[str, dict]:
-    """Evaluate ``model`` on every direction of ``cfg.eval.directions``.
+def direction_distances(model: nn.Module, dataset: Any, cfg: Any, directions: Optional[Iterable[str]] = None,
+                        device: Optional[torch.device] = None, amp_dtype: Optional[torch.dtype] = None
+                        ) -> dict[str, tuple]:
+    """Query x gallery distance matrices of ``model`` for each direction.
+
+    Features are extracted once per distinct tracklet set; when a direction uses the same two
+    sets as an earlier one with the roles swapped, its matrix is the transpose.
 
     Args:
         model: the unwrapped ``ReIDModel``.
         dataset: a ``VideoReIDDataset`` whose ``eval_sets`` hold the directions.
-        cfg: the ``ExperimentConfig`` (``eval.distance``, ``eval.max_rank``, ``eval.flip_test``,
-            ``data`` for the test loaders).
+        cfg: the ``ExperimentConfig`` (``eval.distance``, ``eval.flip_test``, ``data`` for the loaders).
+        directions: which directions (default ``cfg.eval.directions``).
         device: the model's device (default: the device of its first parameter).
         amp_dtype: autocast dtype for extraction.
 
     Returns:
-        ``{direction: EvalResult.to_dict()}``.
+        ``{direction: (distmat (Q, G), q_pids, g_pids, q_camids, g_camids)}``.
 
     Raises:
         KeyError: when a direction is not among the dataset's eval sets.
     """
     from reprolib.data.video import build_test_loader
-    from reprolib.eval import compute_distance, evaluate
+    from reprolib.eval import compute_distance
 
     if device is None:
         device = next(model.parameters()).device
@@ -101,8 +105,8 @@ def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[to
         return features[key]
 
     distmats: dict[tuple, Any] = {}
-    results: dict[str, dict] = {}
-    for direction in cfg.eval.directions:
+    out: dict[str, tuple] = {}
+    for direction in cfg.eval.directions if directions is None else directions:
         if direction not in dataset.eval_sets:
             raise KeyError(f"eval.directions: '{direction}' is not an eval set of dataset "
                            f"'{dataset.name}' (has {sorted(dataset.eval_sets)})")
@@ -115,7 +119,35 @@ def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[to
         else:
             distmat = compute_distance(qf, gf, cfg.eval.distance)
         distmats[(qkey, gkey)] = distmat
-        result = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, rule=es.rule, max_rank=cfg.eval.max_rank)
+        out[direction] = (distmat, q_pids, g_pids, q_camids, g_camids)
+    return out
+
+
+def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[torch.device] = None,
+                   amp_dtype: Optional[torch.dtype] = None) -> dict[str, dict]:
+    """Evaluate ``model`` on every direction of ``cfg.eval.directions``.
+
+    Args:
+        model: the unwrapped ``ReIDModel``.
+        dataset: a ``VideoReIDDataset`` whose ``eval_sets`` hold the directions.
+        cfg: the ``ExperimentConfig`` (``eval.distance``, ``eval.max_rank``, ``eval.flip_test``,
+            ``data`` for the test loaders).
+        device: the model's device (default: the device of its first parameter).
+        amp_dtype: autocast dtype for extraction.
+
+    Returns:
+        ``{direction: EvalResult.to_dict(counts=True)}``.
+
+    Raises:
+        KeyError: when a direction is not among the dataset's eval sets.
+    """
+    from reprolib.eval import evaluate
+
+    results: dict[str, dict] = {}
+    for direction, (distmat, q_pids, g_pids, q_camids, g_camids) in direction_distances(
+            model, dataset, cfg, None, device, amp_dtype).items():
+        rule = dataset.eval_sets[direction].rule
+        result = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, rule=rule, max_rank=cfg.eval.max_rank)
         results[direction] = result.to_dict(counts=True)
         log.info("%s: %s", direction, {k: v for k, v in results[direction].items() if not isinstance(v, list)})
     return results

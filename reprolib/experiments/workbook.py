@@ -129,7 +129,7 @@ def ranking(run: Run, direction: str, topk: int = 20):
 
     Rankings are small, so they are kept in the run directory (``ranking_<direction>.npy``, committed
     with the embedded results) and figures can be redrawn without the checkpoint, which never is.
-    The first call computes them from ``last.pt`` with the run's own distance and test sampling.
+    The first call computes them from ``last.pt`` exactly as the run was evaluated.
 
     Returns:
         (num_query, topk) int array of indices into ``dataset.eval_sets[direction].gallery``.
@@ -141,15 +141,11 @@ def ranking(run: Run, direction: str, topk: int = 20):
     path = run.path / f"ranking_{direction}.npy"
     if path.exists():
         return np.load(path)
-    from reprolib.data.video import build_test_loader
-    from reprolib.engine import extract_features, load_trained
-    from reprolib.eval import compute_distance
+    from reprolib.engine import load_trained
+    from reprolib.engine.evaluator import direction_distances
 
     cfg, dataset, model, dev = load_trained(run.path)
-    es = dataset.eval_sets[direction]
-    qf = extract_features(model, build_test_loader(es.query, cfg.data), dev)[0]
-    gf = extract_features(model, build_test_loader(es.gallery, cfg.data), dev)[0]
-    dist = compute_distance(qf, gf, cfg.eval.distance)  # (Q, G)
+    dist = direction_distances(model, dataset, cfg, (direction,), dev)[direction][0]  # (Q, G)
     top = np.argsort(np.asarray(dist), axis=1, kind="stable")[:, :topk].astype(np.int32)
     atomic_write(path, lambda f: np.save(f, top))
     return top

@@ -140,3 +140,9 @@ def stack_modalities(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, 
     modality = torch.cat([torch.full((n,), int(Modality.RGB)),
                           torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
     return x, labels, camid, modality
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...], family: str) -> None:
+    """Raise a ``ValueError`` naming ``key`` when ``value`` is not one of the ``family``'s ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{key}: the {family} family supports {', '.join(choices)}; got {value!r}")

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from reprolib.config import LossConfig, from_dict
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.models.base import ReIDModel, stack_modalities
+from reprolib.models.base import ReIDModel, check_choice, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.registry import register_model
@@ -57,10 +57,6 @@ class BaselineExtra:
         return out
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}: the baseline supports {', '.join(choices)}; got {value!r}")
-
 
 @register_model("baseline")
 class CLIPBaseline(ReIDModel):
@@ -83,9 +79,9 @@ class CLIPBaseline(ReIDModel):
                  clip_model: Optional[nn.Module] = None, seq_len: Optional[int] = None) -> None:
         # seq_len is part of the common factory signature (VLD's hub is T x T); TAP does not need it
         super().__init__()
-        _check_choice("model.feature", model_cfg.feature, ("cls", "proj"))
-        _check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",))
-        _check_choice("model.neck", model_cfg.neck, ("bnneck", "none"))
+        check_choice("model.feature", model_cfg.feature, ("cls", "proj"), "baseline")
+        check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "baseline")
+        check_choice("model.neck", model_cfg.neck, ("bnneck", "none"), "baseline")
         self.extra = BaselineExtra.from_dict(model_cfg.extra)
         self.feature = model_cfg.feature
         self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)

@@ -59,7 +59,7 @@ from torch import Tensor, nn
 
 from reprolib.config import LossConfig, from_dict
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.models.base import ReIDModel, stack_modalities
+from reprolib.models.base import ReIDModel, check_choice, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner
@@ -127,10 +127,6 @@ class VLDExtra:
         return out
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}: the vld family supports {', '.join(choices)}; got {value!r}")
-
 
 @register_model("vld")
 class VLD(ReIDModel):
@@ -158,9 +154,9 @@ class VLD(ReIDModel):
                  image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
                  clip_model: Optional[nn.Module] = None, seq_len: Optional[int] = None) -> None:
         super().__init__()
-        _check_choice("model.feature", model_cfg.feature, ("cls",))  # f_cls is VLD's ID/test feature
-        _check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",))
-        _check_choice("model.neck", model_cfg.neck, ("bnneck", "none"))
+        check_choice("model.feature", model_cfg.feature, ("cls",), "vld")  # f_cls is VLD's ID/test feature
+        check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "vld")
+        check_choice("model.neck", model_cfg.neck, ("bnneck", "none"), "vld")
         self.extra = ex = VLDExtra.from_dict(model_cfg.extra)
         source = None
         if clip_model is None:
