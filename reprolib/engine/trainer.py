@@ -377,6 +377,10 @@ class Trainer:
             while self.progress.epoch < epochs:
                 epoch = self.progress.epoch
                 self.scheduler.step(epoch)
+                if self.progress.iteration == 0 and hasattr(self.model, "on_epoch_start"):
+                    rng = get_rng_state()  # the hook must not shift training randomness (resume)
+                    self.model.on_epoch_start(epoch, self)  # its state lives in buffers (last.pt)
+                    set_rng_state(rng)
                 it = self._epoch_iterator(epoch)
                 self.model.train()
                 bar = tqdm(total=iters, initial=self.progress.iteration, desc=f"epoch {epoch + 1}/{epochs}",

@@ -112,6 +112,16 @@ class ReIDModel(nn.Module, abc.ABC):
         """Same as :meth:`extract`, so ``model(x)`` works with hooks and Grad-CAM wrappers."""
         return self.extract(x, camid, modality)
 
+    def on_epoch_start(self, epoch: int, trainer: Any) -> None:
+        """Hook the trainer calls on every rank before the first step of ``epoch`` (0-based).
+
+        Families with state built from the whole training set override it (X-ReID's CPC
+        memories are re-extracted each epoch; CMFT switches to its second stage). It is not
+        called again when a run resumes inside an epoch, so such state must live in buffers
+        (saved in ``last.pt``). ``trainer`` offers ``dataset``, ``cfg``, ``device`` and
+        ``amp.dtype``; leave the model in training mode.
+        """
+
     def param_groups(self, optim_cfg: Any) -> list[dict]:
         """Optimiser groups by :func:`build_param_groups` with :attr:`backbone_prefixes`."""
         return build_param_groups(self.named_parameters(),
