@@ -2,7 +2,7 @@
 
 Commands (each one line in ``python -m reprolib --help``)::
 
-    data check {hitsz-vcm|bupt} ROOT     validate a dataset tree and print a JSON summary
+    data check {hitsz-vcm|bupt|sysu-mm01|regdb} ROOT   validate a dataset tree, print a JSON summary
     data synth OUT --scale S --seed N    write the miniature world (SynthVCM) in a real format
     weights check                        report the CLIP weights the paper profile would load
     train CONFIG [--profile P] [--set k=v ...]   train + evaluate; prints the run directory last

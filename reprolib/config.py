@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "hitsz-vcm"  # "hitsz-vcm" | "bupt"
+    dataset: str = "hitsz-vcm"  # "hitsz-vcm" | "bupt" | "sysu-mm01" | "regdb"
     root: str = "${REPROLIB_DATA}"  # dataset root; ${VAR} expands from the environment
     layout: str = "auto"  # HITSZ-VCM layout: "auto" | "A" (merged + info/) | "B" (Train/ Test/ info/)
     min_seq_len: int = 12  # tracklets shorter than this are dropped (after the query/gallery split)
@@ -63,6 +63,9 @@ class DataConfig:
     normalization: str = "imagenet"  # "imagenet" (what all official codes use) | "clip"
     bupt_eval_mode: str = "official"  # "official" (batch-64 RGB tail drop) | "full"
     bupt_eval_batch: int = 64  # batch size of the official ConsistentModalitySampler
+    sysu_mode: str = "all"  # SYSU-MM01 gallery cameras: "all" (1, 2, 4, 5) | "indoor" (1, 2)
+    sysu_trial: int = 0  # SYSU-MM01 single-shot gallery seed of eval_sets (official trials 0..9)
+    regdb_trial: int = 1  # RegDB split idx/*_{t}.txt to train and test on (official 1..10)
     num_workers: int = 0
     test_batch_size: int = 32
 
@@ -104,6 +107,7 @@ class OptimConfig:
     lr: float = 2.5e-5
     weight_decay: float = 1e-4
     momentum: float = 0.9
+    nesterov: bool = False  # SGD only (CMFT's recommended preset, reference/cmft.md 5.6)
     betas: tuple = (0.9, 0.999)
     head_lr_mult: float = 25.0  # multiplier for heads (classifiers, BNNeck) and new modules
     bias_lr_mult: float = 1.0
@@ -141,6 +145,10 @@ class EvalConfig:
     directions: tuple = ("ir2rgb", "rgb2ir")
     max_rank: int = 20
     flip_test: bool = False
+    # Cross-dataset testing (VLD Table VIII): evaluate on another dataset than the one trained on,
+    # with that dataset's test protocol. "" = the training dataset / its root.
+    dataset: str = ""
+    root: str = ""
 
 
 @dataclass

@@ -434,6 +434,12 @@ def paper_references(model: nn.Module, counts: MacCount) -> pd.DataFrame:
                 {"what": "visual encoder: GFLOPs/frame, full convention", "ours": gflops["full"],
                  "paper": VLD_FULL_GFLOPS_RECONSTRUCTED, "source": "reference/vld.md 7.3 (reconstructed)"},
             ]
+    from reprolib.models.cmft import CMFT
+
+    if isinstance(model, CMFT):  # the CCF stack of the configured variant (backbones excluded, as the paper)
+        from reprolib.models.cmft.profile import cmft_paper_references
+
+        rows += cmft_paper_references(model).to_dict("records")
     return pd.DataFrame(rows, columns=["what", "ours", "paper", "source"])
 
 
@@ -472,7 +478,7 @@ def build_profile_model(config: str, profile: str, overrides: list[str], num_cla
     cfg = load_config(config, profile=profile, overrides=[*overrides, "model.backbone.pretrained=none"])
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes, num_cameras, image_size=(cfg.data.height, cfg.data.width),
-                         loss_cfg=cfg.loss)
+                         loss_cfg=cfg.loss, seq_len=cfg.data.seq_len)
     return model, cfg
 
 

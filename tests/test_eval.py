@@ -271,8 +271,10 @@ def test_invalid_arguments() -> None:
         evaluate(DIST, Q_PIDS, G_PIDS, rule="vcm")
     with pytest.raises(ValueError, match=r"g_pids must have shape \(5,\)"):
         evaluate(DIST, Q_PIDS, G_PIDS[:4], rule="bupt")
-    with pytest.raises(ValueError, match="unknown rule 'sysu'"):
-        evaluate(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, rule="sysu")
+    with pytest.raises(ValueError, match="unknown rule 'market'"):
+        evaluate(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, rule="market")
+    with pytest.raises(ValueError, match="rule 'sysu' needs q_camids"):
+        evaluate(DIST, Q_PIDS, G_PIDS, rule="sysu")
     with pytest.raises(ValueError, match="unknown backend"):
         evaluate(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, backend="gpu")
     with pytest.raises(ValueError, match="contains NaN"):

@@ -119,7 +119,10 @@ def run_benchmark(arch: str = "ViT-B-16-quickgelu", num_ids: int = 500, template
         out[f"{name}_times_s"] = times
     out["speedup"] = out["full_s"] / out["truncated_s"]
     width, layers = tower.positional_embedding.shape[1], len(tower.transformer.resblocks)
-    macs = (lambda n: layers * (n * 12 * width ** 2 + 2 * n * n * width))  # linear layers + QK^T, AV
+
+    def macs(n: int) -> int:  # linear layers + QK^T, AV of n tokens
+        return layers * (n * 12 * width ** 2 + 2 * n * n * width)
+
     out["mac_ratio"] = macs(tower.context_length) / macs(out["truncated_length"])
     logger.info("text encoder, %d prompts: full %.3f s, truncated %.3f s, speed-up %.2fx (MAC ratio %.2fx)",
                 num_ids, out["full_s"], out["truncated_s"], out["speedup"], out["mac_ratio"])

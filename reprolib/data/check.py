@@ -4,6 +4,8 @@ Command line (wired as ``python -m reprolib data check``; also ``python -m repro
 
     python -m reprolib data check hitsz-vcm /data/HITSZ-VCM --layout auto --min-seq-len 12
     python -m reprolib data check bupt /data/BUPTCampus --bupt-eval-mode official
+    python -m reprolib data check sysu-mm01 /data/SYSU-MM01 --sysu-mode indoor --sysu-trial 0
+    python -m reprolib data check regdb /data/RegDB --regdb-trial 1
 
 It prints the dataset's :attr:`~reprolib.data.types.VideoReIDDataset.stats` as JSON and exits
 0, or prints the :class:`~reprolib.data.errors.DatasetFormatError` (every problem found) on
@@ -82,10 +84,11 @@ def run_check(dataset: str, root: str, **opts: Any) -> dict:
     """Parse and validate a dataset root and return its JSON-serialisable summary.
 
     Args:
-        dataset: registry name, ``"hitsz-vcm"`` or ``"bupt"``.
+        dataset: registry name, ``"hitsz-vcm"``, ``"bupt"``, ``"sysu-mm01"`` or ``"regdb"``.
         root: dataset root directory.
         **opts: keyword arguments of the dataset class (``layout``, ``min_seq_len`` for
-            HITSZ-VCM; ``eval_mode``, ``eval_batch``, ``label_order`` for BUPTCampus).
+            HITSZ-VCM; ``eval_mode``, ``eval_batch``, ``label_order`` for BUPTCampus; ``mode``,
+            ``trial`` for SYSU-MM01; ``trial`` for RegDB).
 
     Returns:
         The dataset's ``stats`` dictionary (keys described in this module's docstring).
@@ -109,8 +112,8 @@ def run_check(dataset: str, root: str, **opts: Any) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m reprolib data check",
-        description="Validate a HITSZ-VCM or BUPTCampus root and print its summary as JSON.")
-    p.add_argument("dataset", choices=["hitsz-vcm", "bupt"])
+        description="Validate a HITSZ-VCM, BUPTCampus, SYSU-MM01 or RegDB root and print its summary as JSON.")
+    p.add_argument("dataset", choices=["hitsz-vcm", "bupt", "sysu-mm01", "regdb"])
     p.add_argument("root", help="dataset root directory (BUPTCampus: the folder holding DATA/, "
                                 "or DATA/ itself)")
     p.add_argument("--layout", choices=["auto", "A", "B"], default=None,
@@ -122,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
                         "(default), 'full' keeps every test tracklet")
     p.add_argument("--bupt-eval-batch", type=int, default=None,
                    help="BUPTCampus: batch size of the official test sampler (default: 64)")
+    p.add_argument("--sysu-mode", choices=["all", "indoor"], default=None,
+                   help="SYSU-MM01: gallery cameras of the summary's eval set (default: all)")
+    p.add_argument("--sysu-trial", type=int, default=None,
+                   help="SYSU-MM01: seed of the single-shot gallery (default: 0; official trials 0..9)")
+    p.add_argument("--regdb-trial", type=int, default=None,
+                   help="RegDB: which idx/*_<t>.txt split to check (default: 1; official 1..10)")
     return p
 
 
@@ -143,6 +152,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--min-seq-len": ("hitsz-vcm", "min_seq_len", args.min_seq_len),
         "--bupt-eval-mode": ("bupt", "eval_mode", args.bupt_eval_mode),
         "--bupt-eval-batch": ("bupt", "eval_batch", args.bupt_eval_batch),
+        "--sysu-mode": ("sysu-mm01", "mode", args.sysu_mode),
+        "--sysu-trial": ("sysu-mm01", "trial", args.sysu_trial),
+        "--regdb-trial": ("regdb", "trial", args.regdb_trial),
     }
     given = {flag: spec for flag, spec in flags.items() if spec[2] is not None}
     misplaced = [flag for flag, (ds, _, _) in given.items() if ds != args.dataset]

@@ -62,7 +62,8 @@ class EvalSet:
         name: direction name, ``"ir2rgb"`` (infrared query, visible gallery) or ``"rgb2ir"``.
         query: query tracklets.
         gallery: gallery tracklets.
-        rule: camera rule of the evaluator (``"vcm"`` or ``"bupt"``).
+        rule: camera rule of the evaluator (``"vcm"``, ``"bupt"`` or ``"sysu"``; see
+            :func:`reprolib.eval.evaluate`).
     """
 
     name: str
@@ -76,7 +77,7 @@ class VideoReIDDataset:
     """A parsed video visible-infrared ReID dataset.
 
     Attributes:
-        name: dataset key (``"hitsz-vcm"``, ``"bupt"``).
+        name: dataset key (``"hitsz-vcm"``, ``"bupt"``, ``"sysu-mm01"``, ``"regdb"``).
         root: dataset root directory.
         train: training tracklets of both modalities, labels relabelled to 0..num_train_pids-1.
         eval_sets: evaluation directions keyed by name (``"ir2rgb"``, ``"rgb2ir"``).

@@ -123,6 +123,30 @@ def direction_distances(model: nn.Module, dataset: Any, cfg: Any, directions: Op
     return out
 
 
+def eval_setup(cfg: Any, train_dataset: Any = None) -> tuple[Any, Any]:
+    """The config and dataset a run is tested with.
+
+    Normally the training dataset itself; with ``eval.dataset`` set (cross-dataset testing, VLD
+    Table VIII) the other dataset, parsed from ``eval.root`` and tested with its own protocol.
+
+    Args:
+        cfg: the ``ExperimentConfig``.
+        train_dataset: the already parsed training dataset (parsed here when needed and absent).
+
+    Returns:
+        ``(cfg_for_eval, dataset)``: ``cfg_for_eval.data`` describes the test data.
+    """
+    from dataclasses import replace
+
+    from reprolib.data.datasets import build_dataset, eval_data_config
+
+    if not cfg.eval.dataset or (cfg.eval.dataset == cfg.data.dataset and not cfg.eval.root):
+        return cfg, (train_dataset if train_dataset is not None else build_dataset(cfg.data))
+    data = eval_data_config(cfg.data, cfg.eval.dataset, cfg.eval.root)
+    log.info("cross-dataset test: trained on %s, testing on %s (%s)", cfg.data.dataset, data.dataset, data.root)
+    return replace(cfg, data=data), build_dataset(data)
+
+
 def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[torch.device] = None,
                    amp_dtype: Optional[torch.dtype] = None) -> dict[str, dict]:
     """Evaluate ``model`` on every direction of ``cfg.eval.directions``.

@@ -64,5 +64,5 @@ def build_optimizer(model: nn.Module, optim_cfg: Any) -> torch.optim.Optimizer:
                                  weight_decay=optim_cfg.weight_decay)
     if name == "sgd":
         return torch.optim.SGD(cleaned, lr=optim_cfg.lr, momentum=optim_cfg.momentum,
-                               weight_decay=optim_cfg.weight_decay)
+                               weight_decay=optim_cfg.weight_decay, nesterov=optim_cfg.nesterov)
     raise ValueError(f"optim.name: unknown optimizer '{optim_cfg.name}'; expected adam, adamw or sgd")

@@ -44,7 +44,7 @@ from reprolib.config import config_hash, load_config, to_dict
 from reprolib.engine.checkpoint import Progress, load_checkpoint, save_checkpoint
 from reprolib.engine.distributed import (DistInfo, all_gather_object, barrier, broadcast_buffers,
                                          broadcast_object, cleanup_distributed, init_distributed, wrap_ddp)
-from reprolib.engine.evaluator import evaluate_model
+from reprolib.engine.evaluator import eval_setup, evaluate_model
 from reprolib.engine.optim import build_optimizer
 from reprolib.engine.provenance import write_provenance
 from reprolib.engine.schedulers import build_scheduler
@@ -201,6 +201,7 @@ class Trainer:
         self._pending_rng: Optional[dict] = None
         self._pending_sampler: Optional[dict] = None
         self.train_time_s = 0.0
+        self._eval: Optional[tuple] = None  # (cfg, dataset) of testing, built on first use
 
     # ------------------------------------------------------------------ construction
     def _build_model(self) -> nn.Module:
@@ -436,7 +437,10 @@ class Trainer:
             rng = get_rng_state()
             was_training = self.model.training
             try:
-                metrics = evaluate_model(self.model, self.dataset, self.cfg, self.device, self.amp.dtype)
+                if self._eval is None:
+                    self._eval = eval_setup(self.cfg, self.dataset)
+                eval_cfg, eval_dataset = self._eval
+                metrics = evaluate_model(self.model, eval_dataset, eval_cfg, self.device, self.amp.dtype)
             finally:
                 set_rng_state(rng)
                 self.model.train(was_training)
@@ -538,4 +542,5 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict[str, 
         ``{direction: EvalResult.to_dict()}``.
     """
     cfg, dataset, model, dev = load_trained(run_dir, device)
-    return evaluate_model(model, dataset, cfg, dev, resolve_amp(cfg.train.amp, dev).dtype)
+    eval_cfg, eval_dataset = eval_setup(cfg, dataset)
+    return evaluate_model(model, eval_dataset, eval_cfg, dev, resolve_amp(cfg.train.amp, dev).dtype)

@@ -5,7 +5,10 @@
 
 * ``"vcm"``: gallery items with the query's pid **and** camid are removed before ranking
   (MITML, X-ReID, VLD on HITSZ-VCM);
-* ``"bupt"``: nothing is removed (BUPTCampus official); camids may be ``None``.
+* ``"bupt"``: nothing is removed (BUPTCampus official; also RegDB's ``eval_regdb``); camids
+  may be ``None``;
+* ``"sysu"``: SYSU-MM01's rule (:mod:`.sysu_rule`): for a camera-3 query every camera-2 gallery
+  item is removed, and the CMC is identity-unique (both backends use that NumPy implementation).
 
 A query with no true match left is skipped (it counts in no average). AP averages the
 precision at every hit over the whole ranked list; INP = R / (p_last + 1) (mINP, Ye et al.).
@@ -36,10 +39,11 @@ from reprolib.eval.distance import METRICS, compute_distance
 from reprolib.eval.fast import evaluate_fast
 from reprolib.eval.reference import evaluate_reference
 from reprolib.eval.result import EvalResult, NoValidQueryError
+from reprolib.eval.sysu_rule import evaluate_sysu
 
 __all__ = ["EvalResult", "NoValidQueryError", "compute_distance", "evaluate", "METRICS", "RULES", "BACKENDS"]
 
-RULES = ("vcm", "bupt")
+RULES = ("vcm", "bupt", "sysu")
 BACKENDS = ("fast", "reference")
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int]]
@@ -97,10 +101,11 @@ def evaluate(
             means more similar. Integer and half-precision inputs are upcast exactly.
         q_pids: ``(num_q,)`` integer query identities.
         g_pids: ``(num_g,)`` integer gallery identities.
-        q_camids: ``(num_q,)`` integer query cameras; required for ``rule="vcm"``.
-        g_camids: ``(num_g,)`` integer gallery cameras; required for ``rule="vcm"``.
-        rule: ``"vcm"`` (drop gallery items with the same pid AND camid as the query) or
-            ``"bupt"`` (drop nothing).
+        q_camids: ``(num_q,)`` integer query cameras; required for ``"vcm"`` and ``"sysu"``.
+        g_camids: ``(num_g,)`` integer gallery cameras; required for ``"vcm"`` and ``"sysu"``.
+        rule: ``"vcm"`` (drop gallery items with the same pid AND camid as the query),
+            ``"bupt"`` (drop nothing) or ``"sysu"`` (drop camera-2 items for camera-3 queries;
+            identity-unique CMC).
         max_rank: length of the CMC curve (ranks 1..max_rank). Unlike the official code it
             is not cut to the gallery size; the curve is padded with its last value (1.0).
         backend: ``"fast"`` (vectorised torch, runs on ``distmat``'s device) or
@@ -123,13 +128,15 @@ def evaluate(
     d = _as_distmat(distmat)
     num_q, num_g = d.shape
     pids = (_as_ids(q_pids, "q_pids", num_q, d.device), _as_ids(g_pids, "g_pids", num_g, d.device))
-    if rule == "vcm":
+    if rule in ("vcm", "sysu"):
         if q_camids is None or g_camids is None:
-            raise ValueError("evaluate: rule 'vcm' needs q_camids and g_camids (use rule='bupt' to ignore cameras)")
+            raise ValueError(f"evaluate: rule {rule!r} needs q_camids and g_camids (use rule='bupt' to ignore cameras)")
         cams = (_as_ids(q_camids, "q_camids", num_q, d.device), _as_ids(g_camids, "g_camids", num_g, d.device))
     else:
         cams = (None, None)
 
+    if rule == "sysu":  # single-shot galleries are small (<= 301 items): one NumPy path for both backends
+        return evaluate_sysu(_to_numpy(d), *map(_to_numpy, pids), *map(_to_numpy, cams), max_rank=int(max_rank))
     if backend == "fast":
         return evaluate_fast(d, *pids, *cams, rule=rule, max_rank=int(max_rank))
     return evaluate_reference(

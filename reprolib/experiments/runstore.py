@@ -65,19 +65,39 @@ def code_version(packages: tuple[str, ...] = CODE_PACKAGES) -> str:
 
 #: Profiles whose data is the generated miniature world, and the world layout of each dataset.
 SYNTHETIC_PROFILES = ("smoke", "embedded")
-_WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt"}
+_WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt", "sysu-mm01": "sysu", "regdb": "regdb"}
 
 
 def ensure_world(cfg: ExperimentConfig) -> Path:
     """Return the data root of ``cfg``; for the smoke and embedded profiles, generate the
-    miniature world there first if it is missing (so a fresh checkout trains without a set-up step)."""
+    miniature world there first if it is missing (so a fresh checkout trains without a set-up step)
+    or was written by another version of the generator (a stale world would silently change what
+    a run measures). Only a tree that SynthVCM wrote itself is ever replaced. A cross-dataset
+    run (``eval.dataset``) gets its test world too."""
     root = resolve_path(cfg.data.root)
-    if cfg.profile in SYNTHETIC_PROFILES and not (root / "_COMPLETE").exists():
-        from reprolib.data.synthetic import write_world
-
-        log.info("generating the miniature world (%s scale) at %s", cfg.profile, root)
-        write_world(root, scale=cfg.profile, seed=0, fmt=_WORLD_FORMAT[cfg.data.dataset])
+    if cfg.profile not in SYNTHETIC_PROFILES:
+        return root
+    _ensure_synthetic(root, cfg.profile, cfg.data.dataset)
+    if cfg.eval.dataset and cfg.eval.root:
+        _ensure_synthetic(resolve_path(cfg.eval.root), cfg.profile, cfg.eval.dataset)
     return root
+
+
+def _ensure_synthetic(root: Path, scale: str, dataset: str) -> None:
+    from reprolib.data.synthetic import write_world
+    from reprolib.data.synthetic.writers import COMPLETE_MARKER
+
+    marker = root / COMPLETE_MARKER
+    ours = False
+    if marker.exists():
+        try:
+            ours = json.loads(marker.read_text()).get("generator") == "SynthVCM"
+        except ValueError:
+            ours = False
+    else:
+        log.info("generating the miniature world (%s scale, %s layout) at %s", scale, dataset, root)
+    # a no-op when the tree matches this generator version, scale, seed and format
+    write_world(root, scale=scale, seed=0, fmt=_WORLD_FORMAT[dataset], overwrite=ours)
 
 
 def default_store(profile: str) -> Path:

@@ -63,12 +63,13 @@ class Workbook:
 
     @functools.lru_cache(maxsize=8)
     def dataset(self, name: str = "baseline", *extra: str):
-        """The parsed dataset a config trains and evaluates on (cached per notebook)."""
-        from reprolib.data import build_dataset
+        """The parsed dataset a config is tested on (cached per notebook): its training dataset,
+        or ``eval.dataset`` for a cross-dataset run."""
+        from reprolib.engine.evaluator import eval_setup
 
         cfg = self.config(name, *extra)
         ensure_world(cfg)
-        return build_dataset(cfg.data)
+        return eval_setup(cfg)[1]
 
     # ---------------------------------------------------------------------------- outputs
     def save_figure(self, fig, name: str) -> Path:
@@ -142,9 +143,10 @@ def ranking(run: Run, direction: str, topk: int = 20):
     if path.exists():
         return np.load(path)
     from reprolib.engine import load_trained
-    from reprolib.engine.evaluator import direction_distances
+    from reprolib.engine.evaluator import direction_distances, eval_setup
 
     cfg, dataset, model, dev = load_trained(run.path)
+    cfg, dataset = eval_setup(cfg, dataset)
     dist = direction_distances(model, dataset, cfg, (direction,), dev)[direction][0]  # (Q, G)
     top = np.argsort(np.asarray(dist), axis=1, kind="stable")[:, :topk].astype(np.int32)
     atomic_write(path, lambda f: np.save(f, top))

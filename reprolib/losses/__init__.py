@@ -10,12 +10,14 @@ from typing import Any, Optional
 
 from torch import nn
 
+from reprolib.losses.hetero_center import HeteroCenterTripletLoss
 from reprolib.losses.id_loss import CrossEntropyLabelSmooth
-from reprolib.losses.triplet import TripletLoss, euclidean_dist
+from reprolib.losses.triplet import TripletLoss, euclidean_dist, hard_example_mining
 from reprolib.losses.wrt import WeightedRegularizedTriplet
 
 __all__ = [
-    "CrossEntropyLabelSmooth", "TripletLoss", "WeightedRegularizedTriplet", "euclidean_dist",
+    "CrossEntropyLabelSmooth", "HeteroCenterTripletLoss", "TripletLoss", "WeightedRegularizedTriplet",
+    "euclidean_dist", "hard_example_mining",
     "build_id_loss", "build_metric_loss", "metric_loss_name",
 ]
 

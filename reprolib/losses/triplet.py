@@ -32,6 +32,21 @@ def euclidean_dist(x: Tensor, y: Tensor) -> Tensor:
     return dist.clamp(min=1e-12).sqrt()
 
 
+def hard_example_mining(dist: Tensor, same: Tensor) -> tuple[Tensor, Tensor]:
+    """Hardest positive and negative distance of each row of an ``(m, n)`` distance matrix.
+
+    Args:
+        dist: ``(m, n)`` distances (anchors x candidates; square for intra-batch mining).
+        same: ``(m, n)`` bool, True where anchor and candidate share the identity.
+
+    Returns:
+        ``(hardest_pos (m,), hardest_neg (m,))``; ``-inf`` / ``+inf`` where a row has none.
+    """
+    hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)  # (m,)
+    hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)  # (m,)
+    return hardest_pos, hardest_neg
+
+
 class TripletLoss(nn.Module):
     """Batch-hard triplet loss over all samples of the batch.
 
@@ -54,8 +69,7 @@ class TripletLoss(nn.Module):
             feats = F.normalize(feats, dim=1)
         dist = euclidean_dist(feats, feats)  # (N, N)
         same = labels.view(-1, 1) == labels.view(1, -1)  # (N, N), diagonal included
-        hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)  # (N,)
-        hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)  # (N,)
+        hardest_pos, hardest_neg = hard_example_mining(dist, same)  # (N,), (N,)
         has_neg = torch.isfinite(hardest_neg)
         if not bool(has_neg.any()):
             return dist.sum() * 0.0  # one identity in the batch: no triplet

@@ -24,6 +24,8 @@ from reprolib.models.weights import (  # noqa: E402
 from reprolib.models.clip_backbone import CLIPVisualEncoder, create_clip_visual  # noqa: E402
 from reprolib.models import baseline  # noqa: E402,F401  (registers "baseline")
 from reprolib.models import vld  # noqa: E402,F401  (registers "vld")
+from reprolib.models import xreid  # noqa: E402,F401  (registers "xreid")
+from reprolib.models import cmft  # noqa: E402,F401  (registers "cmft")
 
 __all__ = [
     "ReIDModel", "build_param_groups",

@@ -104,7 +104,9 @@ class ReIDModel(nn.Module, abc.ABC):
         if x.dim() != 6:
             raise ValueError(f"extract: expected (B, T, 3, H, W) or (B, C_clips, T, 3, H, W), got {tuple(x.shape)}")
         b, n_clips = x.shape[:2]
-        rep = (lambda v: None if v is None else v.repeat_interleave(n_clips))
+        def rep(v: Optional[Tensor]) -> Optional[Tensor]:
+            return None if v is None else v.repeat_interleave(n_clips)  # (B * C_clips,)
+
         feats = self.extract_clip(x.flatten(0, 1), rep(camid), rep(modality))  # (B * C_clips, D)
         return feats.view(b, n_clips, -1).mean(dim=1)  # (B, D)
 

@@ -5,17 +5,23 @@ each behind a switch so one family gives Table III's rows B+IMLP, B+STP and B+IM
 
 * **IMLP** (``use_imlp``; :mod:`reprolib.models.prompts`): per-identity prompts through the
   frozen CLIP text encoder, for all C identities every iteration, give text prototypes
-  ``T_feat (C, d)``; L_v2t = CE(f_proj . T_feat^T, y) (paper eq. 5) on the TAP of the 512-d
-  projected [CLS] (discrepancy 12), raw dot product by default (discrepancy 2);
+  ``T_feat (C, d)``; L_v2t = CE(f_proj . T_feat^T, y) (paper eq. 5) on the TAP (or ``temporal_head``)
+  of the 512-d projected [CLS] (discrepancy 12), raw dot product by default (discrepancy 2);
 * **STP** (``use_stp``, ``use_sta``; :mod:`reprolib.models.stp`): the hub H enters before block
   ``hub_layer`` and is transposed before every later block; STA aggregates it into f_H, trained
   with lambda2 * L_id^H + lambda3 * L_wrt^H (paper eqs. 10-13).
+
+Table IV's temporal fusion (``temporal_head``; :mod:`reprolib.models.temporal`, discrepancy 22):
+the 512-d heads Conv1D / Transf / Transf_cls replace TAP on the per-frame projected [CLS], i.e.
+f_proj = head(z_proj) wherever f_proj is used (L_v2t, and with the extra terms CE and WRT on
+f_proj); the 768-d branch (f_cls, f_last, f_H) and thus the test feature keep TAP
+(reference/vld.md section 6). ``tap`` (default) is the unchanged model.
 
 Forward (reference/vld.md, "Reference forward pass"), per clip batch ``(B, T, 3, H, W)``::
 
     frames (B*T, 3, H, W) -> CLIP ViT (+ hub) -> z_last (penultimate [CLS], pre-LN, 768),
         z_cls = ln_post([CLS]) (768), z_proj = z_cls @ proj (512), z_H = STA (768)
-    TAP over T -> f_last, f_cls, f_proj, f_H
+    TAP over T -> f_last, f_cls, f_H; temporal_head over T (TAP by default) -> f_proj
 
 Loss (``forward_train``; names are the keys the trainer logs). With
 ``clipreid_extra_terms=true`` (default: the released code, reference/vld.md 4.3 and
@@ -41,9 +47,9 @@ ViT-B/16), scored by raw inner product (``eval.distance=inner``); ``f_cls`` alon
 (``test_feature=auto``).
 
 Optimiser groups (``param_groups``, reference/vld.md 5.4, discrepancy 4): the visual encoder,
-H and the STA weights at ``optim.lr``; every bias at ``optim.lr * bias_lr_mult``; heads (BN and
-classifiers) and the prompt context at ``optim.lr * head_lr_mult`` (25x in ``vld.yaml``). The
-frozen text encoder is in no group.
+H, the STA weights and the temporal head's weights at ``optim.lr``; every bias at
+``optim.lr * bias_lr_mult``; heads (BN and classifiers) and the prompt context at
+``optim.lr * head_lr_mult`` (25x in ``vld.yaml``). The frozen text encoder is in no group.
 
 ``model.extra`` keys: see :class:`VLDExtra`.
 """
@@ -65,6 +71,7 @@ from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner
 from reprolib.models.registry import register_model
 from reprolib.models.stp import SpatialTemporalPrompting
+from reprolib.models.temporal import TEMPORAL_HEADS, build_temporal_head
 from reprolib.models.weights import create_clip_model
 
 __all__ = ["VLD", "VLDExtra"]
@@ -107,6 +114,10 @@ class VLDExtra:
     # heads and test feature
     bn_bias_trainable: bool = True  # #28: VLD trains the BNNeck shift
     test_feature: str = "auto"  # #13: "cls_hub" ([f_cls; f_H], code) | "cls" | "hub"; auto: cls_hub if f_H exists
+    # Table IV temporal fusion of the projected [CLS] (reference/vld.md 6; reprolib.models.temporal)
+    temporal_head: str = "tap"  # #22: "tap" | "conv1d" | "transf" | "transf_cls" (6 layers, 8 heads) -> f_proj
+    conv1d_as_released: bool = False  # #22: ActionCLIP's view (B, T, D) -> (B, D, T) instead of a transpose
+    transf_frame_position: bool = True  # #22: Transf adds its 77 x D frame positions (ActionCLIP's forward)
 
     @classmethod
     def from_dict(cls, extra: dict) -> "VLDExtra":
@@ -121,6 +132,10 @@ class VLDExtra:
         if out.test_feature in ("cls_hub", "hub") and not (out.use_stp and out.use_sta):
             raise ValueError(f"model.extra.test_feature={out.test_feature!r} needs f_H, i.e. use_stp and use_sta; "
                              "use test_feature: cls or auto")
+        check_choice("model.extra.temporal_head", out.temporal_head, TEMPORAL_HEADS, "vld")
+        if out.temporal_head != "tap" and not (out.use_imlp or out.clipreid_extra_terms):
+            raise ValueError(f"model.extra.temporal_head={out.temporal_head!r} pools f_proj, which only L_v2t "
+                             "(use_imlp) and the extra terms (clipreid_extra_terms) use; enable one or use tap")
         for key in ("lambda1", "lambda2", "lambda3"):
             if getattr(out, key) < 0:
                 raise ValueError(f"model.extra.{key} must be >= 0, got {getattr(out, key)}")
@@ -141,14 +156,17 @@ class VLD(ReIDModel):
         loss_cfg: the ``LossConfig`` (ID/metric losses, WRT numerics); default ``LossConfig()``.
         clip_model: an already loaded open_clip CLIP (visual and text towers); else loaded
             from ``model.backbone``.
-        seq_len: frames per clip T (``data.seq_len``); required with ``use_stp`` (H is T x T).
+        seq_len: frames per clip T (``data.seq_len``); required with ``use_stp`` (H is T x T) and
+            with ``temporal_head=transf_cls`` (T + 1 positions).
 
     Raises:
         ValueError: invalid ``model.extra``, ``model.feature`` other than ``cls``, a missing
-            ``seq_len`` with STP, or a ``hub_layer`` outside the backbone's blocks.
+            ``seq_len`` with STP or ``transf_cls``, or a ``hub_layer`` outside the backbone's blocks.
     """
 
-    backbone_prefixes = ("visual.", "stp.")  # 1x LR for the ViT, H and STA weights (biases: bias_lr_mult)
+    # 1x LR for the ViT, H, STA and temporal-head weights (biases: bias_lr_mult): VLD's rule by parameter
+    # name gives 25x only to biases, classifiers/BN and the prompt context (reference/vld.md 5.4)
+    backbone_prefixes = ("visual.", "stp.", "temporal_head.")
 
     def __init__(self, model_cfg: Any, num_classes: int, num_cameras: int,
                  image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
@@ -170,6 +188,9 @@ class VLD(ReIDModel):
             return BNNeck(dim, bias_trainable=ex.bn_bias_trainable) if model_cfg.neck == "bnneck" else nn.Identity()
 
         self.temporal_pool = TemporalAvgPool()
+        self.temporal_head = build_temporal_head(ex.temporal_head, out_dim, seq_len,
+                                                 conv1d_as_released=ex.conv1d_as_released,
+                                                 transf_frame_position=ex.transf_frame_position)  # f_proj's pool
         self.neck, self.classifier = neck(width), IDClassifier(width, num_classes)  # names as the baseline
         if ex.clipreid_extra_terms:
             self.neck_proj, self.classifier_proj = neck(out_dim), IDClassifier(out_dim, num_classes)
@@ -190,9 +211,9 @@ class VLD(ReIDModel):
             self.text_encoder = FrozenTextEncoder(clip_model, truncate=ex.truncate_text)
             self.v2t_scale = (float(clip_model.logit_scale.detach().exp()) if ex.v2t_scale is None
                               else ex.v2t_scale)
-        logger.info("VLD: IMLP %s, STH %s, STA %s, %s loss terms", self._imlp_summary(), self._sth_summary(),
-                    "on" if self.stp is not None and self.stp.sta is not None else "off",
-                    "8 (code)" if ex.clipreid_extra_terms else "5 (eq. 14)")
+        logger.info("VLD: IMLP %s, STH %s, STA %s, f_proj pooled by %s, %s loss terms", self._imlp_summary(),
+                    self._sth_summary(), "on" if self.stp is not None and self.stp.sta is not None else "off",
+                    ex.temporal_head, "8 (code)" if ex.clipreid_extra_terms else "5 (eq. 14)")
         self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig()
         self.id_loss = build_id_loss(self.loss_cfg)
         self.metric_loss = build_metric_loss(self.loss_cfg)
@@ -229,8 +250,9 @@ class VLD(ReIDModel):
 
         Returns:
             ``tokens (B*T, L, D)`` (ln_post, hub tokens removed), ``frame (B, T, D)`` per-frame
-            z_cls, and the TAP sequence features ``feat`` (f_cls, D), ``bn_feat`` (D),
-            ``proj`` (f_proj, d), ``last`` (f_last, D); with STA also ``hub`` (f_H, D).
+            z_cls, and the sequence features ``feat`` (f_cls, D), ``bn_feat`` (D), ``proj`` (f_proj, d;
+            pooled by ``temporal_head``), ``last`` (f_last, D); with STA also ``hub`` (f_H, D). All
+            but ``proj`` are TAP.
         """
         if x.dim() == 4:
             x = x.unsqueeze(1)  # (B, 1, 3, H, W)
@@ -248,7 +270,7 @@ class VLD(ReIDModel):
         frame = out["cls"].view(b, t, -1)  # (B, T, D)
         feat = self.temporal_pool(frame)  # (B, D)
         feats = {"tokens": out["tokens"], "frame": frame, "feat": feat, "bn_feat": self.neck(feat),
-                 "proj": tap(out["proj"]), "last": tap(out["penultimate_cls"])}
+                 "proj": self.temporal_head(out["proj"].view(b, t, -1)), "last": tap(out["penultimate_cls"])}
         if self.stp is not None and self.stp.sta is not None:
             z_hub = self.stp.aggregate(out["cls_pre_ln"], out["hub"], self.visual.vit.ln_post)  # (B, T, D)
             feats["hub"] = self.temporal_pool(z_hub)  # (B, D)

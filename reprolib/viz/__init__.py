@@ -1,5 +1,8 @@
 """Figures used by the notebooks: frame strips, retrieval rankings, paper-vs-ours bars.
 
+The retrieval figures live in :mod:`reprolib.viz.retrieval` (re-exported here); the VLD Fig. 7 and
+Fig. 8 analyses in :mod:`reprolib.viz.distances` and :mod:`reprolib.viz.cam`.
+
 Every function returns a matplotlib ``Figure`` and never calls ``plt.show()``; notebooks display
 it and :func:`save_figure` writes it (PNG, atomically) under ``results/<profile>/figures/``.
 """
@@ -12,18 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from reprolib.data.types import Modality, Tracklet
-
-HIT, MISS = "#1a9850", "#d73027"
-
-
-def _load(path: str, size: Optional[tuple[int, int]] = None) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None:
-            im = im.resize((size[1], size[0]))
-        return np.asarray(im)
+from reprolib.viz.retrieval import HIT, MISS, load_frame, plot_retrieval_grid, retrieval_figure
 
 
 def _frame_indices(n: int, k: int) -> list[int]:
@@ -50,50 +42,10 @@ def tracklet_strips(tracklets: Sequence[Tracklet], frames: int = 6, titles: Opti
             ax = axes[r, c]
             ax.axis("off")
             if c < len(idx):
-                ax.imshow(_load(t.paths[idx[c]], frame_size))
+                ax.imshow(load_frame(t.paths[idx[c]], frame_size))
         label = titles[r] if titles else f"id {t.raw_pid}\n{t.modality.short.upper()} cam {t.camid}\n{len(t)} fr"
         axes[r, 0].text(-0.15, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
     fig.subplots_adjust(left=0.18, wspace=0.04, hspace=0.08)
-    return fig
-
-
-def retrieval_figure(ranking: np.ndarray, query: Sequence[Tracklet], gallery: Sequence[Tracklet],
-                     query_indices: Sequence[int], topk: int = 6, title: str = "",
-                     frame_size: tuple[int, int] = (128, 64)):
-    """Query tracklets and their top-k gallery tracklets, framed green (same identity) or red.
-
-    Args:
-        ranking: (num_query, >= topk) gallery indices, nearest first (see ``Workbook.ranking``).
-        query: query tracklets (rows of ``distmat``).
-        gallery: gallery tracklets (columns).
-        query_indices: which queries to show (one row each).
-        topk: gallery items per row.
-        title: figure title (say the model, profile and direction).
-    """
-    import matplotlib.pyplot as plt
-
-    rows = len(query_indices)
-    fig, axes = plt.subplots(rows, topk + 1, figsize=((topk + 1) * 1.0, rows * 1.9), squeeze=False)
-    for r, qi in enumerate(query_indices):
-        q = query[qi]
-        order = ranking[qi][:topk]
-        ax = axes[r, 0]
-        ax.imshow(_load(q.paths[len(q) // 2], frame_size))
-        ax.set_title(f"query id {q.raw_pid}\n{q.modality.short.upper()}", fontsize=7)
-        ax.set_xticks([]), ax.set_yticks([])
-        for c, gi in enumerate(order, start=1):
-            g = gallery[gi]
-            ax = axes[r, c]
-            ax.imshow(_load(g.paths[len(g) // 2], frame_size))
-            ok = g.raw_pid == q.raw_pid
-            for s in ax.spines.values():
-                s.set_edgecolor(HIT if ok else MISS)
-                s.set_linewidth(3)
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"#{c} id {g.raw_pid}", fontsize=7, color=HIT if ok else MISS)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -121,6 +73,95 @@ def paper_vs_ours_bars(table, metric: str = "R1", title: str = ""):
     return fig
 
 
+def _setting_dict(setting: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in str(setting).split(";") if "=" in kv)
+
+
+def paper_vs_ours_panels(table, metric: str = "R1", title: str = ""):
+    """Two panels of a side-by-side table: the paper's numbers and ours, each on its own scale.
+
+    The miniature's absolute numbers are far from the real benchmark's, so what can be compared is
+    the *order* of the rows: the panels share the row order and the colours (one per direction),
+    and each has the y-range of its own numbers.
+
+    Args:
+        table: long table of :func:`reprolib.experiments.compare.side_by_side`.
+        metric: which metric.
+        title: figure title (name the profile: embedded numbers are not real-benchmark claims).
+    """
+    import matplotlib.pyplot as plt
+
+    t = table[table["metric"] == metric].copy()
+    t["direction"] = [_setting_dict(s).get("direction", "") for s in t["setting"]]
+    t["group"] = [f"{r}" + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
+                  for r, s in zip(t["row"], t["setting"])]
+    groups = list(dict.fromkeys(t["group"]))
+    directions = [d for d in ("ir2rgb", "rgb2ir", "") if d in set(t["direction"])]
+    colours = {"ir2rgb": "#4575b4", "rgb2ir": "#d73027", "": "#666666"}
+    width = 0.8 / max(1, len(directions))
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(groups) * 2), 3.2))
+    for ax, col, name in zip(axes, ("paper", "ours"), ("paper (real benchmark)", "ours")):
+        for j, d in enumerate(directions):
+            sub = t[t["direction"] == d].set_index("group")
+            vals = [float(sub[col].get(g, np.nan)) if g in sub.index else np.nan for g in groups]
+            x = np.arange(len(groups)) + (j - (len(directions) - 1) / 2) * width
+            ax.bar(x, vals, width, color=colours[d], label=d or metric,
+                   hatch="//" if col == "paper" else None, edgecolor="#333333", linewidth=0.4)
+            for xi, v in zip(x, vals):
+                if np.isnan(v):
+                    ax.text(xi, 0.02, "pending" if col == "ours" else "n/a", rotation=90, ha="center",
+                            va="bottom", fontsize=6, color="#888888", transform=ax.get_xaxis_transform())
+        ax.set_xticks(np.arange(len(groups)), groups, fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(f"{metric} (%)")
+        finite = t[col].astype(float).dropna()
+        if len(finite):
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = max(1.0, 0.15 * (hi - lo))
+            ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+        else:
+            ax.text(0.5, 0.5, "no numbers", ha="center", va="center", transform=ax.transAxes, color="#888888")
+        ax.legend(fontsize=7, loc="best", framealpha=0.7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = ""):
+    """Hyper-parameter sweeps of a side-by-side table whose settings carry one swept key each
+    (``direction=ir2rgb;lambda1=0.04``): one panel per (metric, key), the paper's curve on the
+    left axis and ours (both directions) on the right axis, each on its own scale."""
+    import matplotlib.pyplot as plt
+
+    t = table[table["metric"].isin(list(metrics))].copy()
+    parsed = [_setting_dict(s) for s in t["setting"]]
+    t["direction"] = [p.get("direction", "") for p in parsed]
+    t["key"] = [next((k for k in p if k != "direction"), "") for p in parsed]
+    t["x"] = [float(p[k]) if k else np.nan for p, k in zip(parsed, t["key"])]
+    keys = [k for k in dict.fromkeys(t["key"]) if k]
+    fig, axes = plt.subplots(len(metrics), len(keys), figsize=(3.2 * len(keys), 2.6 * len(metrics)), squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, key in enumerate(keys):
+            ax = axes[i][j]
+            sub = t[(t["metric"] == metric) & (t["key"] == key)].sort_values("x")
+            paper = sub[sub["direction"] == "ir2rgb"].dropna(subset=["paper"])
+            ax.plot(paper["x"], paper["paper"], "k--o", ms=4, label="paper ir2rgb")
+            ax.set_xlabel(key)
+            ax.set_ylabel(f"paper {metric} (%)", fontsize=8)
+            ax2 = ax.twinx()
+            for d, c in (("ir2rgb", "#4575b4"), ("rgb2ir", "#d73027")):
+                ours = sub[sub["direction"] == d].dropna(subset=["ours"])
+                ax2.plot(ours["x"], ours["ours"], "-o", color=c, ms=4, label=f"ours {d}")
+            ax2.set_ylabel(f"ours {metric} (%)", fontsize=8)
+            if i == 0 and j == 0:
+                h1, l1 = ax.get_legend_handles_labels()
+                h2, l2 = ax2.get_legend_handles_labels()
+                ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path: os.PathLike, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG atomically (temp file + rename) and return the path."""
     path = Path(path)
@@ -131,4 +172,5 @@ def save_figure(fig, path: os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-__all__ = ["tracklet_strips", "retrieval_figure", "paper_vs_ours_bars", "save_figure", "Modality"]
+__all__ = ["tracklet_strips", "retrieval_figure", "plot_retrieval_grid", "paper_vs_ours_bars", "save_figure",
+           "load_frame", "HIT", "MISS", "Modality"]

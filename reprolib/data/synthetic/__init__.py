@@ -2,8 +2,9 @@
 
 Identities (:mod:`.identities`) walk past cameras (:mod:`.world`), are drawn by a tiny
 renderer (:mod:`.renderer`: colour only in visible frames, thermal-like grey infrared) and are
-written in a real dataset's exact on-disk format (:mod:`.writers`), so the real loaders read
-them unchanged. :mod:`.captions` describes identities in words (TinyCLIP pretraining).
+written in a real dataset's exact on-disk format (:mod:`.writers`; the image benchmarks
+SYSU-MM01 and RegDB in :mod:`.writers_image`), so the real loaders read them unchanged.
+:mod:`.captions` describes identities in words (TinyCLIP pretraining).
 
 Example::
 
@@ -25,6 +26,7 @@ from .world import (
     sample_camera,
 )
 from .writers import WRITERS, BUPTWriter, LayoutWriter, VCMWriter, main, world_summary, write_world
+from .writers_image import RegDBWriter, SYSUWriter  # registers the "sysu" and "regdb" formats
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -34,6 +36,8 @@ __all__ = [
     "CameraSpec",
     "IdentityAttributes",
     "LayoutWriter",
+    "RegDBWriter",
+    "SYSUWriter",
     "TrackletPlan",
     "VCMWriter",
     "World",

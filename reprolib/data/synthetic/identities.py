@@ -53,6 +53,11 @@ MATERIALS: dict[str, float] = {
     "leather": 0.34,
 }
 PATTERNS: tuple[str, ...] = ("plain", "hstripes", "vstripes", "checks", "two-tone")
+PATTERN_PROBS: tuple[float, ...] = (0.24, 0.19, 0.19, 0.19, 0.19)
+#: Stripe/check period range (fraction of body height). Broad enough to survive the 64x32
+#: training resolution (>= ~5 px at a 56-px body): a pattern is a cue both modalities keep, and
+#: finer ones blur away (periods of 0.035-0.07 left the miniature with too few shared cues).
+PATTERN_PERIOD: tuple[float, float] = (0.09, 0.16)
 UPPER_KINDS: tuple[str, ...] = ("shirt", "t-shirt", "jacket", "sweater")
 LOWER_KINDS: tuple[str, ...] = ("trousers", "shorts", "skirt")
 ACCESSORIES: tuple[str, ...] = ("none", "backpack", "bag", "hat")
@@ -172,7 +177,7 @@ def _choice(rng: np.random.Generator, options, p=None):
 def _sample_garment(rng: np.random.Generator, kinds, colours, materials) -> Garment:
     kind = _choice(rng, kinds)
     colour = _choice(rng, colours)
-    pattern = _choice(rng, PATTERNS, p=[0.36, 0.16, 0.16, 0.16, 0.16])
+    pattern = _choice(rng, PATTERNS, p=PATTERN_PROBS)
     if pattern == "plain":
         pattern_colour = colour
     else:
@@ -185,7 +190,7 @@ def _sample_garment(rng: np.random.Generator, kinds, colours, materials) -> Garm
         pattern=pattern,
         pattern_colour=pattern_colour,
         material=_choice(rng, materials),
-        pattern_period=float(rng.uniform(0.035, 0.07)),
+        pattern_period=float(rng.uniform(*PATTERN_PERIOD)),
         pattern_contrast=round(contrast, 4),
     )
 

@@ -249,7 +249,7 @@ def _marker(world: World, fmt: str) -> dict:
 
 
 def _readme(world: World, fmt: str, summary: dict) -> str:
-    layout = {"vcm": "HITSZ-VCM layout B", "bupt": "BUPTCampus"}.get(fmt, fmt)
+    layout = {"vcm": "HITSZ-VCM layout B", "bupt": "BUPTCampus", "sysu": "SYSU-MM01", "regdb": "RegDB"}.get(fmt, fmt)
     lines = [
         "SynthVCM: a procedurally generated miniature video visible-infrared ReID dataset (reprolib).",
         f"Generator version: {GENERATOR_VERSION}",
@@ -293,7 +293,8 @@ def write_world(
         out: output root (created; its parent must be writable).
         scale: preset name (``"smoke"``, ``"embedded"``) or a :class:`WorldSpec`.
         seed: world seed; the same (scale, seed, fmt) gives byte-identical index files and images.
-        fmt: layout key of :data:`WRITERS` (``"vcm"`` or ``"bupt"``).
+        fmt: layout key of :data:`WRITERS` (``"vcm"``, ``"bupt"``; ``"sysu"``, ``"regdb"`` from
+            :mod:`.writers_image`).
         workers: render processes (default: the spec's ``workers``, capped by the CPU count;
             0 renders in this process).
         overwrite: replace an existing tree that was generated with other settings.
@@ -383,7 +384,7 @@ def _run_jobs(jobs: list, workers: int, total: int, progress: bool, desc: str) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m reprolib data synth OUT --scale smoke|embedded --seed N [--format vcm|bupt]``."""
+    """``python -m reprolib data synth OUT --scale smoke|embedded --seed N [--format vcm|bupt|sysu|regdb]``."""
     parser = argparse.ArgumentParser(
         prog="reprolib data synth",
         description="Generate the SynthVCM miniature world in a real dataset's on-disk format.",

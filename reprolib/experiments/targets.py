@@ -1,0 +1,276 @@
+"""Reproduction targets as data: which runs each ``make reproduce-<paper>-<item>`` notebook asks for.
+
+A *target* is one table or figure of a paper. Its rows map the paper's row labels (as they are
+spelt in ``reprolib/paper/numbers.csv``) to a config and overrides; its *claims* say which
+comparisons the paper makes ("IMLP helps": B+IMLP vs B), so the notebook can say whether our
+runs agree. The specs live in ``reprolib/experiments/targets/<paper>.yaml`` (configs as data,
+like the model configs), and :func:`reproduce` turns one into runs, a paper-vs-ours table and
+verdicts. Every reproduction notebook is the same few cells around these two functions.
+
+Example::
+
+    target = get_target("vld", "table3")
+    rep = reproduce(target, wb)                 # wb: a notebook's Workbook
+    rep.table                                   # paper | ours | delta | status per cell
+    rep.claims                                  # component, paper's direction, ours
+
+Under the ``smoke`` profile only the rows marked ``smoke: true`` run (CI time); the others show
+as ``pending`` exactly like rows whose model has not been implemented.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import yaml
+
+from reprolib.config import ConfigError, from_dict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RowSpec", "ClaimSpec", "Target", "Reproduction", "load_targets", "get_target", "list_targets",
+           "reproduce", "row_status", "verdict"]
+
+TARGETS_DIR = Path(__file__).with_name("targets")
+DIRECTIONS = ("ir2rgb", "rgb2ir")
+MINIATURE_PROFILES = ("smoke", "embedded")
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of a target: a paper row label and the run that reproduces it.
+
+    Attributes:
+        row: the paper's row label (``numbers.csv`` ``row``), or a label of ours.
+        label: unique name of this row within the target (default ``row``; sweeps need it, as
+            every point of a paper figure has the same ``row`` and a different ``setting``).
+        config: config name in ``reprolib/configs``; ``None`` for a row we do not run
+            (another paper's method: shown with the paper's numbers only).
+        overrides: ``key=value`` overrides on top of the config (sweeps, ablation switches);
+            ``{profile}`` in a value is replaced by the profile (``eval.root=data/synthbupt-{profile}``).
+        miniature_overrides: used instead of ``overrides`` under the smoke and embedded profiles
+            when the miniature cannot express the paper's setting literally (TinyCLIP has 4 blocks,
+            not 12: VLD Table VI); empty: ``overrides`` everywhere.
+        miniature: whether the row runs under the smoke and embedded profiles at all.
+        setting: extra setting keys of this row, e.g. ``"lambda1=0.08"`` (joined to the direction
+            exactly as ``numbers.csv`` spells the setting).
+        dataset: the paper's dataset key for this row (``hitsz-vcm``, ``bupt``, ...).
+        smoke: also run under the smoke profile (CI); other rows show as pending there.
+        note: shown beside the row (why it is pending, what it stands for).
+    """
+
+    row: str
+    label: str = ""
+    config: Optional[str] = None
+    overrides: tuple[str, ...] = ()
+    miniature_overrides: tuple[str, ...] = ()
+    miniature: bool = True
+    setting: str = ""
+    dataset: str = "hitsz-vcm"
+    smoke: bool = False
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.row)
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A comparison the paper makes: ``with_row`` beats ``without_row`` (or not).
+
+    Attributes:
+        component: what is being tested, e.g. ``"IMLP"``.
+        with_row: the row with the component (a ``RowSpec.label``).
+        without_row: the row without it.
+        paper: the paper's direction, ``"helps"`` or ``"does not help"``.
+    """
+
+    component: str
+    with_row: str
+    without_row: str
+    paper: str = "helps"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table or figure to reproduce.
+
+    Attributes:
+        paper: ``xreid`` | ``vld`` | ``cmft``.
+        item: ``table3``, ``fig6``, ... (``numbers.csv`` ``item``).
+        title: notebook title.
+        claim: the paper's claim, in a sentence or two (markdown).
+        rows: the rows, in display order.
+        claims: comparisons to check.
+        metrics: metrics shown beside the paper's.
+        note: what the miniature can and cannot say about this target (markdown).
+    """
+
+    paper: str
+    item: str
+    title: str
+    claim: str = ""
+    rows: tuple[RowSpec, ...] = ()
+    claims: tuple[ClaimSpec, ...] = ()
+    metrics: tuple[str, ...] = ("R1", "mAP")
+    note: str = ""
+
+    def row(self, label: str) -> RowSpec:
+        """The row spec labelled ``label`` (KeyError naming the target's rows)."""
+        for r in self.rows:
+            if r.label == label:
+                return r
+        raise KeyError(f"{self.paper} {self.item}: no row {label!r}; rows are {[r.label for r in self.rows]}")
+
+    def overrides_for(self, spec: RowSpec, profile: str) -> tuple[str, ...]:
+        """The overrides ``spec`` runs with under ``profile`` (see :class:`RowSpec`)."""
+        chosen = spec.miniature_overrides if (profile in MINIATURE_PROFILES and spec.miniature_overrides) \
+            else spec.overrides
+        return tuple(o.replace("{profile}", profile) for o in chosen)
+
+    def runnable(self, profile: str) -> tuple[RowSpec, ...]:
+        """Rows that run under ``profile`` (all rows with a config; under smoke only ``smoke`` ones)."""
+        miniature = profile in MINIATURE_PROFILES
+        return tuple(r for r in self.rows if r.config is not None and (r.miniature or not miniature)
+                     and (profile != "smoke" or r.smoke))
+
+
+def _target_from_dict(paper: str, item: str, d: dict) -> Target:
+    where = f"reprolib/experiments/targets/{paper}.yaml:{item}"
+    d = dict(d)
+    rows = tuple(from_dict(RowSpec, {**r, "overrides": tuple(r.get("overrides", ())),
+                                     "miniature_overrides": tuple(r.get("miniature_overrides", ()))}, f"{where}.rows")
+                 for r in d.pop("rows", ()))
+    claims = tuple(from_dict(ClaimSpec, c, f"{where}.claims") for c in d.pop("claims", ()))
+    t = from_dict(Target, {**d, "paper": paper, "item": item, "rows": (), "claims": (),
+                           "metrics": tuple(d.get("metrics", ("R1", "mAP")))}, where)
+    t = Target(**{**t.__dict__, "rows": rows, "claims": claims})
+    labels = [r.label for r in rows]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where}: duplicate row labels {labels}")
+    for c in claims:
+        for lab in (c.with_row, c.without_row):
+            if lab not in labels:
+                raise ConfigError(f"{where}: claim {c.component!r} names row {lab!r}, which is not one of {labels}")
+    return t
+
+
+@functools.lru_cache(maxsize=None)
+def load_targets(paper: str) -> dict[str, Target]:
+    """All targets of ``paper`` from ``targets/<paper>.yaml``, by item."""
+    path = TARGETS_DIR / f"{paper}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no target specs for paper {paper!r}: expected {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return {item: _target_from_dict(paper, item, spec) for item, spec in raw.items()}
+
+
+def get_target(paper: str, item: str) -> Target:
+    """The target ``item`` of ``paper`` (KeyError listing the paper's targets)."""
+    targets = load_targets(paper)
+    if item not in targets:
+        raise KeyError(f"{paper}: no target {item!r}; targets are {sorted(targets)}")
+    return targets[item]
+
+
+def list_targets() -> list[tuple[str, str]]:
+    """``(paper, item)`` of every target spec, in file order."""
+    return [(p.stem, item) for p in sorted(TARGETS_DIR.glob("*.yaml")) for item in load_targets(p.stem)]
+
+
+@dataclass
+class Reproduction:
+    """What :func:`reproduce` returns.
+
+    Attributes:
+        target: the spec.
+        runs: row label (``RowSpec.label``) -> finished ``Run``.
+        table: long paper-vs-ours table (:func:`reprolib.experiments.compare.side_by_side`).
+        claims: one line per claim: ``component, comparison, paper, ours`` (+ the gains).
+    """
+
+    target: Target
+    runs: dict[str, Any]
+    table: pd.DataFrame
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def metric(self, row: str, direction: str, metric: str) -> float:
+        """Our value of ``metric`` for ``row`` in ``direction`` (KeyError if the row did not run)."""
+        return float(self.runs[row].metrics["eval"][direction][metric])
+
+
+def verdict(gains: list[float]) -> str:
+    """``helps`` if every gain is positive, ``does not help`` if none is, else ``mixed``."""
+    if not gains:
+        return "pending"
+    return "helps" if min(gains) > 0 else ("mixed" if max(gains) > 0 else "does not help")
+
+
+def _claims_frame(target: Target, runs: dict[str, Any]) -> pd.DataFrame:
+    out = []
+    for c in target.claims:
+        line = dict(component=c.component, comparison=f"{c.with_row} vs {c.without_row}", paper=c.paper)
+        if c.with_row in runs and c.without_row in runs:
+            a, b = runs[c.with_row].metrics["eval"], runs[c.without_row].metrics["eval"]
+            gains = {f"{d} {m}": float(a[d][m]) - float(b[d][m])
+                     for d in DIRECTIONS if d in a and d in b for m in target.metrics}
+            line.update(ours=verdict(list(gains.values())), **{f"gain {k}": v for k, v in gains.items()})
+        else:
+            line["ours"] = "pending"
+        line["agrees"] = (None if line["ours"] == "pending" else line["ours"] == c.paper)
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
+    """Run (or load) every runnable row of ``target`` and compare with the paper.
+
+    Args:
+        target: the spec.
+        wb: the notebook's :class:`reprolib.experiments.workbook.Workbook` (profile, overrides).
+        train: train missing runs (``False``: only load finished ones; missing rows are pending).
+
+    Returns:
+        A :class:`Reproduction`.
+    """
+    from reprolib.experiments.compare import run_rows, side_by_side
+
+    runs: dict[str, Any] = {}
+    rows = target.runnable(wb.profile)
+    for i, spec in enumerate(rows, 1):
+        overrides = target.overrides_for(spec, wb.profile)
+        log.info("%s %s: row %d/%d %r (%s %s)", target.paper, target.item, i, len(rows), spec.label, spec.config,
+                 " ".join(overrides))
+        try:
+            runs[spec.label] = wb.run(spec.config, *overrides, train=train)
+        except FileNotFoundError:
+            log.info("  not run yet: %s", spec.label)
+    ours = [r for spec in target.rows if spec.label in runs
+            for r in run_rows(runs[spec.label], spec.row, dataset=spec.dataset, extra_setting=spec.setting,
+                              metrics=target.metrics)]
+    table = side_by_side(target.paper, target.item, ours, metrics=target.metrics)
+    return Reproduction(target, runs, table, _claims_frame(target, runs))
+
+
+def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
+    """One line per row: the run behind it under ``profile``, or why there is none."""
+    out = []
+    for spec in target.rows:
+        if spec.label in rep.runs:
+            status = f"ran ({rep.runs[spec.label].path.name})"
+        elif spec.config is None:
+            status = "paper only"
+        elif profile in MINIATURE_PROFILES and not spec.miniature:
+            status = "pending: not expressible in the miniature"
+        elif profile == "smoke" and not spec.smoke:
+            status = "pending: not run under smoke (CI)"
+        else:
+            status = "pending: not run yet"
+        out.append(dict(row=spec.label, config=spec.config or "", overrides=" ".join(target.overrides_for(spec, profile)),
+                        status=status, note=spec.note))
+    return pd.DataFrame(out).set_index("row")

@@ -1,0 +1,427 @@
+"""X-ReID (AAAI 2026, "Multi-granularity Information Interaction for Video-Based Visible-Infrared
+Person Re-Identification"): the ``xreid`` model family.
+
+CLIP ViT-B/16 at 288x144 with SIE on [CLS] and a frozen patch embedding (reference/xreid.md 1),
+TAP, BNNeck heads, plus the paper's two modules behind switches, so that one family gives
+Table 3 (Baseline, +CPC, +MII), every Table 4 row and the eight Table 5 combinations:
+
+* **CPC** (:mod:`reprolib.models.xreid.cpc`): ``memory`` none | single | per_modality,
+  ``update_source`` same | other | pooled, ``contrast`` own | both;
+* **MII** (:mod:`reprolib.models.xreid.mii`): ``sii``, ``lii``, ``cii`` on the detached
+  last-layer tokens (D18).
+
+Forward per clip batch ``(B, T, 3, H, W)``::
+
+    frames -> CLIP ViT (+SIE) -> tokens Z (B*T, 1+N, D) after ln_post; f_t = Z[:, 0] (D),
+        f_{p,t} = f_t @ proj (d)
+    f = TAP(f_t), f_p = TAP(f_{p,t});   b = [BN(f) ; BN(f_p)] (D + d: the CPC feature, D8)
+    SII: O^SII (B, T, D) = blocks(query [CLS]_t, keys shift(patches)_t)        (eqs. 5-6)
+    LII: O^LII (B, T, D) = block(query [CLS]_t, keys patches_{(t+S) mod T})    (eq. 7)
+    CII (training only): O_CMII of each branch feature with the paired other-modality clip
+
+Loss (``forward_train``; the trainer logs each key). The released code's structure
+(reference/xreid.md 4.1; D11, D12), with LII mirroring SII:
+
+    id          = loss.id_weight * CE(W([BN f ; BN f_p]))          (0.25; plain CE)
+    id_frame    = frame_id_weight * CE over the B*T frames          (default 1/T)
+    triplet, triplet_proj                                            (batch-hard, raw f and f_p)
+    id_sii, id_sii_frame, triplet_sii (and _lii)                     (one classifier per branch,
+                                                                      shared by its sequence and
+                                                                      frame features)
+    cpcl_vis, cpcl_ir (or cpcl)  = cpcl_weight * CPCL                (eqs. 3-4)
+    cmcl        = cmcl_weight * sum over {SII, LII} x {vis, ir}      (eq. 9, D21)
+
+``frame_id_weight=0`` and ``loss.id_weight=1`` give the paper's eq. 10 weights.
+
+Test feature (``extract``; D16, D17): ``[BN(f) ; BN(f_p) ; O]`` with
+``O = (BN_S(o^SII) + BN_L(o^LII)) / 2`` (2048-d at ViT-B/16; ``fusion=concat`` for
+``[BN_S ; BN_L]``); without SII and LII, ``[BN(f) ; BN(f_p)]``. Rank with
+``eval.distance=cosine`` (the code's L2-normalised Euclidean distance ranks the same).
+
+Optimiser groups (``param_groups``; reference/xreid.md 4.4): Adam over the trainable
+parameters at ``optim.lr`` (5e-6) times ``bias_lr_mult`` (2) for biases, times
+``head_lr_mult`` (10) for names containing ``classifier`` and, again, for the MII modules and
+their heads (``mii.``, ``head_sii.``, ``head_lii.``); the multipliers compound (MII
+classifiers 100x, MII biases 20x), as the released name rules do. The frozen patch embedding
+and BN biases are left out.
+
+CPC memories are re-extracted by :meth:`XReID.on_epoch_start` (the trainer's hook) and live in
+buffers (``cpc.memories.*.features``), so a resume restores them.
+
+``model.extra`` keys: :class:`XReIDExtra`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from reprolib.config import LossConfig, from_dict
+from reprolib.data.sampling import TEST_SAMPLING
+from reprolib.data.types import Tracklet
+from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
+from reprolib.losses.cmcl import cmcl_loss
+from reprolib.models.base import ReIDModel, check_choice, is_bias_param, stack_modalities
+from reprolib.models.clip_backbone import create_clip_visual
+from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
+from reprolib.models.registry import register_model
+from reprolib.models.xreid.cpc import CONTRASTS, MEMORY_KINDS, NEGATIVES, UPDATE_SOURCES, CrossModalityPrototypes
+from reprolib.models.xreid.mii import (CII_SHARING, CrossModalityInteraction, LongTermInteraction,
+                                       ShortTermInteraction, fuse_branches)
+
+__all__ = ["XReID", "XReIDExtra", "BranchHead"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class XReIDExtra:
+    """Schema of ``model.extra`` for the ``xreid`` family (defaults: the paper, with the notes'
+    resolutions; discrepancy numbers refer to reference/xreid.md 7)."""
+
+    # CPC (Table 4 switches)
+    memory: str = "per_modality"  # "none" (Vanilla) | "single" (literal PCL) | "per_modality"
+    update_source: str = "other"  # D5: "other" (eq. 2) | "same" (Visual Memories) | "pooled" (released)
+    contrast: str = "both"  # "both" (eqs. 3-4: every clip vs both memories) | "own"
+    momentum: float = 0.2  # D4: mu (paper, PCL); the released processor uses 0.1
+    temperature: float = 0.05  # D6
+    cpcl_negatives: str = "all"  # D7: "all" N_c prototypes (code, PCL) | "batch" (eq. 3's j = 1..P)
+    cpcl_weight: float = 1.0
+    memory_refresh: str = "epoch"  # D9: re-extract at every epoch start (code, PCL) | "once" (paper)
+    memory_sie: bool = False  # D9: the released extraction has no SIE; true adds the tracklet's camera
+    memory_sampling: str = "chunk_first"  # frames of the extraction clips (a data.test_sampling name)
+    # MII (Table 5 switches)
+    sii: bool = True
+    lii: bool = True
+    cii: bool = True
+    sii_depth: int = 2  # D3: two stacked blocks (released code); 1 = eq. 6
+    sii_stride: int = 1  # Figure 4
+    sii_as_released: bool = False  # D10: the released in-place cascade (CPU result) instead of eq. 5
+    lii_stride: int = 2  # D1, Figure 5: [CLS]_t attends to patches_{(t+S) mod T}; 0 = own; -1 = code
+    lii_depth: int = 1
+    mii_heads: Optional[int] = None  # None: the backbone's head count (12 at ViT-B/16)
+    mii_detach: bool = True  # D18: MII reads a detached copy of the tokens (no gradient into CLIP)
+    cii_sharing: str = "shared"  # D2: one CII block for {SII, LII} x {vis, ir}
+    cii_attend_self: bool = False  # O_bar among CII's keys (true with cii_residual: the literal block)
+    cii_residual: bool = False  # residual from O_bar (collapses CMCL to the trivial solution; see mii.py)
+    cmcl_weight: float = 1.0
+    cmcl_normalize: bool = False  # D21: raw features (paper); true: L2-normalised
+    cmcl_stop_grad: bool = False  # D21: gradients into both terms
+    # heads and test feature
+    frame_id_weight: Optional[float] = None  # D11: None = 1/T (code); 0 = no frame term (eq. 10)
+    fusion: str = "mean"  # D16: "mean" (eq. 8) | "concat" (commented-out code)
+
+    @classmethod
+    def from_dict(cls, extra: dict) -> "XReIDExtra":
+        """Validate ``model.extra``; unknown keys, wrong types or values raise naming the key."""
+        out = from_dict(cls, extra, "model.extra")
+        for key, choices in (("memory", MEMORY_KINDS), ("update_source", UPDATE_SOURCES),
+                             ("contrast", CONTRASTS), ("cpcl_negatives", NEGATIVES),
+                             ("memory_refresh", ("epoch", "once")), ("cii_sharing", CII_SHARING),
+                             ("fusion", ("mean", "concat")), ("memory_sampling", tuple(TEST_SAMPLING))):
+            check_choice(f"model.extra.{key}", getattr(out, key), choices, "xreid")
+        if out.memory == "single" and out.update_source != "pooled":
+            raise ValueError("model.extra.update_source: memory=single is updated from the pooled batch; "
+                             f"set update_source: pooled (got {out.update_source!r})")
+        for key in ("sii_depth", "sii_stride", "lii_depth"):
+            if getattr(out, key) < 1:
+                raise ValueError(f"model.extra.{key} must be >= 1, got {getattr(out, key)}")
+        if out.cii and not (out.sii or out.lii):
+            logger.info("X-ReID: CII without SII/LII interacts the backbone's f (TAP of [CLS]) instead of a "
+                        "branch feature (Table 5 row 4)")
+        for key in ("cpcl_weight", "cmcl_weight"):
+            if getattr(out, key) < 0:
+                raise ValueError(f"model.extra.{key} must be >= 0, got {getattr(out, key)}")
+        if out.frame_id_weight is not None and out.frame_id_weight < 0:
+            raise ValueError(f"model.extra.frame_id_weight must be >= 0 or null (1/T), got {out.frame_id_weight}")
+        return out
+
+
+class BranchHead(nn.Module):
+    """BNNeck for a sequence feature and one for its frame features, sharing one classifier
+    (the released ``bn_TSM_tp0``/``bn_TSM_frame0``/``classifier_TSM_tp0`` pattern)."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = BNNeck(dim)
+        self.bn_frame = BNNeck(dim)
+        self.classifier = IDClassifier(dim, num_classes)
+
+
+class _MII(nn.Module):
+    """Container of the MII blocks (parameter names ``mii.sii.*``, ``mii.lii.*``, ``mii.cii.*``)."""
+
+    def __init__(self, dim: int, heads: int, ex: XReIDExtra) -> None:
+        super().__init__()
+        self.sii = (ShortTermInteraction(dim, heads, ex.sii_depth, ex.sii_stride, ex.sii_as_released)
+                    if ex.sii else None)
+        self.lii = LongTermInteraction(dim, heads, ex.lii_stride, ex.lii_depth) if ex.lii else None
+        self.cii = (CrossModalityInteraction(dim, heads, ex.cii_sharing, ex.cii_attend_self, ex.cii_residual)
+                    if ex.cii else None)
+
+
+@register_model("xreid")
+class XReID(ReIDModel):
+    """X-ReID: CLIP ViT + CPC + MII (see the module docstring).
+
+    Args:
+        model_cfg: a ``ModelConfig`` (``backbone`` with ``sie``/``freeze_patch_embed``,
+            ``feature`` must be ``cls``, ``neck`` must be ``bnneck``, ``extra``: :class:`XReIDExtra`).
+        num_classes: N_c training identities (classifiers and memories).
+        num_cameras: SIE table size (largest camid + 1).
+        image_size: input ``(H, W)``; the positional embedding is resized to its grid.
+        loss_cfg: ``LossConfig`` (``id_weight`` 0.25, ``triplet`` batch_hard, margin 0.3).
+        clip_model: an already loaded open_clip CLIP (else loaded from ``model.backbone``).
+        seq_len: part of the factory signature; T is read from the input.
+    """
+
+    backbone_prefixes = ("visual.",)
+    #: Parameter-name prefixes of MII (x ``head_lr_mult``, the released "TSM" rule).
+    mii_prefixes: tuple[str, ...] = ("mii.", "head_sii.", "head_lii.")
+
+    def __init__(self, model_cfg: Any, num_classes: int, num_cameras: int,
+                 image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
+                 clip_model: Optional[nn.Module] = None, seq_len: Optional[int] = None) -> None:
+        super().__init__()
+        check_choice("model.feature", model_cfg.feature, ("cls",), "xreid")  # D = 768 [CLS] + its projection
+        check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "xreid")
+        check_choice("model.neck", model_cfg.neck, ("bnneck",), "xreid")
+        self.extra = ex = XReIDExtra.from_dict(model_cfg.extra)
+        self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)
+        width, out_dim = self.visual.width, self.visual.output_dim
+        self.temporal_pool = TemporalAvgPool()
+        # backbone heads (reference/xreid.md 1, "BNNeck layers" and "Classifiers"); BN biases frozen
+        self.bn_feat, self.bn_proj = BNNeck(width), BNNeck(out_dim)
+        self.bn_feat_frame, self.bn_proj_frame = BNNeck(width), BNNeck(out_dim)
+        self.classifier = IDClassifier(width + out_dim, num_classes)
+        self.classifier_frame = IDClassifier(width + out_dim, num_classes)
+        self.cpc = (CrossModalityPrototypes(num_classes, width + out_dim, ex.memory, ex.update_source,
+                                            ex.contrast, ex.momentum, ex.temperature, ex.cpcl_negatives)
+                    if ex.memory != "none" else None)
+        heads = ex.mii_heads or self.visual.blocks[0].attn.num_heads
+        self.mii = _MII(width, heads, ex)
+        self.head_sii = BranchHead(width, num_classes) if ex.sii else None
+        self.head_lii = BranchHead(width, num_classes) if ex.lii else None
+        self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig()
+        self.id_loss = build_id_loss(self.loss_cfg)
+        self.metric_loss = build_metric_loss(self.loss_cfg)
+        self.metric_name = metric_loss_name(self.loss_cfg)
+        logger.info("X-ReID: CPC %s, SII %s, LII %s, CII %s, MII %.2fM parameters",
+                    "off" if self.cpc is None else f"{ex.memory}/{ex.update_source}/{ex.contrast} (mu {ex.momentum})",
+                    f"depth {ex.sii_depth} S={ex.sii_stride}" if ex.sii else "off",
+                    f"S={ex.lii_stride}" if ex.lii else "off", ex.cii_sharing if ex.cii else "off",
+                    self.num_parameters("mii.") / 1e6)
+
+    @property
+    def branches(self) -> list[tuple[str, nn.Module, BranchHead]]:
+        """The enabled MII branches as ``(name, module, head)``."""
+        out = []
+        if self.mii.sii is not None:
+            out.append(("sii", self.mii.sii, self.head_sii))
+        if self.mii.lii is not None:
+            out.append(("lii", self.mii.lii, self.head_lii))
+        return out
+
+    # -- features -------------------------------------------------------------------------
+    def forward_features(self, x: Tensor, camid: Optional[Tensor] = None,
+                         modality: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """Features of a clip batch.
+
+        Args:
+            x: ``(B, T, 3, H, W)`` clips (``(B, 3, H, W)`` is read as T = 1).
+            camid: ``(B,)`` camera ids for SIE (``None``: no camera embedding, as the memory
+                extraction).
+            modality: ``(B,)`` modality codes (unused: the encoder is shared).
+
+        Returns:
+            ``frame (B, T, D)``, ``frame_proj (B, T, d)``, ``feat (B, D)`` f, ``proj (B, d)`` f_p,
+            ``bn_feat``, ``bn_proj``, ``memory_feat (B, D + d)`` = [BN f ; BN f_p],
+            ``patches (B, T, N, D)`` (detached with ``mii_detach``), and per enabled branch
+            ``sii``/``lii`` ``(B, T, D)`` frame outputs.
+        """
+        if x.dim() == 4:
+            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
+        b, t = x.shape[:2]
+        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
+        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, B*T
+        frame = out["cls"].view(b, t, -1)  # (B, T, D)
+        frame_proj = out["proj"].view(b, t, -1)  # (B, T, d)
+        feat, proj = self.temporal_pool(frame), self.temporal_pool(frame_proj)  # (B, D), (B, d)
+        bn_feat, bn_proj = self.bn_feat(feat), self.bn_proj(proj)
+        tokens = out["tokens"].detach() if self.extra.mii_detach else out["tokens"]  # (B*T, 1+N, D)
+        tokens = tokens.view(b, t, *tokens.shape[1:])  # (B, T, 1+N, D)
+        feats = {"frame": frame, "frame_proj": frame_proj, "feat": feat, "proj": proj, "bn_feat": bn_feat,
+                 "bn_proj": bn_proj, "memory_feat": torch.cat([bn_feat, bn_proj], dim=1),  # (B, D + d)
+                 "patches": tokens[:, :, 1:]}  # (B, T, N, D)
+        cls = tokens[:, :, 0]  # (B, T, D)
+        for name, module, _ in self.branches:
+            feats[name] = module(cls, feats["patches"])  # (B, T, D)
+        return feats
+
+    def _fused(self, feats: dict[str, Tensor]) -> Optional[Tensor]:
+        """O of eq. 8 from the BN'd branch sequence features (``None`` without branches)."""
+        bn = {name: head.bn(self.temporal_pool(feats[name])) for name, _, head in self.branches}
+        return fuse_branches(bn.get("sii"), bn.get("lii"), self.extra.fusion)
+
+    # -- training -------------------------------------------------------------------------
+    def forward_train(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weighted loss terms of a training batch (RGB clips then IR clips, labels repeated).
+
+        Args:
+            batch: ``rgb (B, T, 3, H, W)``, ``ir (B, T, 3, H, W)``, ``label (B,)``,
+                ``camid_rgb (B,)``, ``camid_ir (B,)``; item i of ``rgb`` and ``ir`` share an
+                identity (CII pairs them).
+
+        Returns:
+            The terms listed in the module docstring; terms with weight 0 are left out.
+        """
+        x, labels, camid, modality = stack_modalities(batch)
+        n, t = batch["label"].shape[0], x.shape[1]
+        feats = self.forward_features(x, camid, modality)
+        cfg, ex = self.loss_cfg, self.extra
+        frame_weight = 1.0 / t if ex.frame_id_weight is None else ex.frame_id_weight
+        frame_labels = labels.repeat_interleave(t)  # (2B*T,)
+        losses: dict[str, Tensor] = {}
+
+        def add_id(key: str, weight: float, logits: Tensor, target: Tensor) -> None:
+            if weight:
+                losses[key] = weight * self.id_loss(logits, target)
+
+        def add_metric(suffix: str, f: Tensor) -> None:
+            if self.metric_loss is not None and cfg.triplet_weight:
+                losses[self.metric_name + suffix] = cfg.triplet_weight * self.metric_loss(f, labels)
+
+        add_id("id", cfg.id_weight, self.classifier(feats["memory_feat"]), labels)
+        frames = torch.cat([self.bn_feat_frame(feats["frame"].flatten(0, 1)),
+                            self.bn_proj_frame(feats["frame_proj"].flatten(0, 1))], dim=1)  # (2B*T, D + d)
+        add_id("id_frame", frame_weight, self.classifier_frame(frames), frame_labels)
+        add_metric("", feats["feat"])
+        add_metric("_proj", feats["proj"])
+        seq: dict[str, Tensor] = {}
+        for name, _, head in self.branches:
+            seq[name] = self.temporal_pool(feats[name])  # (2B, D) o^branch
+            add_id(f"id_{name}", cfg.id_weight, head.classifier(head.bn(seq[name])), labels)
+            add_id(f"id_{name}_frame", frame_weight, head.classifier(head.bn_frame(feats[name].flatten(0, 1))),
+                   frame_labels)
+            add_metric(f"_{name}", seq[name])
+        if self.cpc is not None and ex.cpcl_weight:
+            for key, value in self.cpc(feats["memory_feat"], labels, modality).items():
+                losses[key] = ex.cpcl_weight * value
+        if self.mii.cii is not None and ex.cmcl_weight:
+            losses["cmcl"] = ex.cmcl_weight * self._cmcl(feats, seq, n)
+        return losses
+
+    def _cmcl(self, feats: dict[str, Tensor], seq: dict[str, Tensor], n: int) -> Tensor:
+        """Eq. 9 summed over the branches and both directions (D21).
+
+        Clip i of the RGB half is paired with clip i of the IR half (same identity). Without
+        SII/LII (Table 5 row 4) the interacting feature is the backbone's f.
+        """
+        patches = feats["patches"]  # (2B, T, N, D)
+        sources = seq or {"sii": feats["feat"]}  # CII alone: f, keyed like a branch for the block choice
+        total = patches.new_zeros((), dtype=torch.float32)
+        for branch, o_bar in sources.items():
+            for direction, mine, other in (("rgb", slice(0, n), slice(n, 2 * n)), ("ir", slice(n, 2 * n), slice(0, n))):
+                o_cmii = self.mii.cii(o_bar[mine], patches[other], branch, direction)  # (B, D)
+                total = total + cmcl_loss(o_bar[mine], o_cmii, self.extra.cmcl_normalize, self.extra.cmcl_stop_grad)
+        return total
+
+    # -- test -----------------------------------------------------------------------------
+    def extract_clip(self, x: Tensor, camid: Optional[Tensor] = None,
+                     modality: Optional[Tensor] = None) -> Tensor:
+        """Test feature ``[BN f ; BN f_p ; O]`` ``(B, D + d + D)`` (``[BN f ; BN f_p]`` without MII)."""
+        feats = self.forward_features(x, camid, modality)
+        fused = self._fused(feats)
+        return feats["memory_feat"] if fused is None else torch.cat([feats["memory_feat"], fused], dim=1)
+
+    # -- CPC memories ---------------------------------------------------------------------
+    @torch.no_grad()
+    def memory_features(self, x: Tensor, camid: Optional[Tensor] = None) -> Tensor:
+        """CPC feature ``[BN f ; BN f_p]`` of a clip batch ``(B, T, 3, H, W)`` or a dense batch
+        ``(B, C_clips, T, 3, H, W)`` (clip features averaged); SIE only when ``camid`` is given."""
+        if x.dim() == 6:
+            b, c = x.shape[:2]
+            cam = camid.repeat_interleave(c) if camid is not None else None
+            return self.memory_features(x.flatten(0, 1), cam).view(b, c, -1).mean(dim=1)  # (B, D + d)
+        b, t = x.shape[:2]
+        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
+        out = self.visual(x.flatten(0, 1), frame_camid)
+        feat = self.temporal_pool(out["cls"].view(b, t, -1))  # (B, D)
+        proj = self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
+        return torch.cat([self.bn_feat(feat), self.bn_proj(proj)], dim=1)  # (B, D + d)
+
+    @torch.no_grad()
+    def refresh_memories(self, tracklets: Sequence[Tracklet], data_cfg: Any, device: torch.device,
+                         amp_dtype: Optional[torch.dtype] = None) -> None:
+        """Re-extract the CPC memories from the training tracklets (D9).
+
+        The model runs in eval mode (BN running statistics; PCL's practice) without SIE unless
+        ``memory_sie``, over clips sampled by ``memory_sampling`` with the test transform, and
+        is returned to its previous mode.
+
+        Args:
+            tracklets: training tracklets of both modalities (labels 0..N_c-1).
+            data_cfg: the experiment's ``DataConfig`` (size, normalisation, batch size, workers).
+            device: where the model lives.
+            amp_dtype: autocast dtype of the extraction (``trainer.amp.dtype``), or ``None``.
+        """
+        if self.cpc is None:
+            return
+        from reprolib.data.video import build_test_loader
+
+        cfg = dataclasses.replace(data_cfg, test_sampling=self.extra.memory_sampling)
+        was_training = self.training
+        self.eval()
+        feats, labels, modality = [], [], []
+        autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+        try:
+            with autocast:
+                for batch in build_test_loader(list(tracklets), cfg):
+                    camid = batch["camid"].to(device) if self.extra.memory_sie else None
+                    feats.append(self.memory_features(batch["frames"].to(device), camid).float())
+                    labels.append(batch["pid"])
+                    modality.append(batch["modality"])
+        finally:
+            self.train(was_training)
+        feats_t = torch.cat(feats)  # (n, D + d)
+        self.cpc.initialize(feats_t, torch.cat(labels).to(device), torch.cat(modality).to(device))
+        logger.info("X-ReID: CPC memories extracted from %d training tracklets", feats_t.shape[0])
+
+    def on_epoch_start(self, epoch: int, trainer: Any) -> None:
+        """Refill the CPC memories at every epoch start (or only once with ``memory_refresh=once``)."""
+        if self.cpc is None or (self.extra.memory_refresh == "once" and bool(self.cpc.initialized)):
+            return
+        self.refresh_memories(trainer.dataset.train, trainer.cfg.data, trainer.device, trainer.amp.dtype)
+
+    # -- optimiser ------------------------------------------------------------------------
+    def param_groups(self, optim_cfg: Any) -> list[dict]:
+        """Released LR rules (reference/xreid.md 4.4): lr x bias_lr_mult for biases, x head_lr_mult
+        for ``classifier`` names and again for MII names (compounding); weight decay
+        ``bias_weight_decay`` for biases, else ``weight_decay``. Frozen parameters are left out.
+
+        Returns:
+            Groups ``{"name", "params", "lr", "weight_decay", "lr_mult"}``, one per distinct rule set.
+        """
+        groups: dict[str, dict] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            tags = [tag for tag, hit in (("mii", name.startswith(self.mii_prefixes)),
+                                         ("classifier", "classifier" in name),
+                                         ("bias", is_bias_param(name))) if hit]
+            key = "_".join(tags) or "base"
+            if key not in groups:
+                mult = ((optim_cfg.head_lr_mult if "mii" in tags else 1.0)
+                        * (optim_cfg.head_lr_mult if "classifier" in tags else 1.0)
+                        * (optim_cfg.bias_lr_mult if "bias" in tags else 1.0))
+                wd = optim_cfg.bias_weight_decay if "bias" in tags else optim_cfg.weight_decay
+                groups[key] = {"name": key, "params": [], "lr": optim_cfg.lr * mult, "weight_decay": wd,
+                               "lr_mult": mult}
+            groups[key]["params"].append(p)
+        return list(groups.values())
+
