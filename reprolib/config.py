@@ -207,7 +207,19 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def load_yaml_tree(name: str, relative_to: Optional[Path] = None, _seen: tuple = ()) -> dict:
-    """Load a YAML config and its ``base:`` ancestors into one merged mapping."""
+    """Load a YAML config and its ``base:`` ancestors into one merged mapping.
+
+    ``"a+b"`` (bare names joined by ``+``) composes configs without a file: ``b`` is merged over
+    ``a`` exactly as ``base: [a, b]`` would, and the experiment is named ``a_b``
+    (``xreid+bupt``: X-ReID on BUPTCampus through the ``bupt`` data mixin).
+    """
+    if "+" in name and not name.endswith((".yaml", ".yml")):
+        parts = [p.strip() for p in name.split("+")]
+        merged: dict = {}
+        for part in parts:
+            merged = deep_merge(merged, load_yaml_tree(part, relative_to, _seen))
+        merged["name"] = "_".join(parts)
+        return merged
     path = _resolve_path(name, relative_to)
     if path in _seen:
         raise ConfigError(f"circular 'base:' inheritance: {' -> '.join(map(str, _seen + (path,)))}")

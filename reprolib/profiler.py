@@ -482,6 +482,67 @@ def build_profile_model(config: str, profile: str, overrides: list[str], num_cla
     return model, cfg
 
 
+def example_clip(cfg: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """One RGB clip ``(1, T, 3, H, W)`` of a config's input size, with its camid and modality."""
+    from reprolib.data.types import Modality
+
+    clip = torch.randn(1, cfg.data.seq_len, 3, cfg.data.height, cfg.data.width)  # (B=1, T, 3, H, W)
+    return clip, torch.zeros(1, dtype=torch.long), torch.full((1,), int(Modality.RGB))  # (B,), (B,)
+
+
+def test_path_parameters(model: nn.Module, example_inputs: Sequence[Any]) -> int:
+    """Parameters of the model's parts that the test representation runs through (``model.extract``).
+
+    A top-level submodule counts, whole, when it or any module inside it runs during ``extract``
+    (forward hooks): the visual encoder with all its weights, STP, the BNNecks. Training-only parts (ID classifiers,
+    prompt learners, the frozen text encoder) do not run at test time and do not count, which is
+    how the papers count their models (VLD Table X: ViT-B/16 86.17 M, + STP 88.56 M).
+    """
+    called: set[str] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=name: called.add(n.split(".")[0]))
+               for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model.eval()
+            getattr(model, "extract", model)(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    own = sum(p.numel() for p in model.parameters(recurse=False))
+    return own + sum(p.numel() for name, m in model.named_children() if name in called for p in m.parameters())
+
+
+#: Modules whose MACs a paper's FLOP figure leaves out (VLD Table X's 14.08 G counts the STH tokens
+#: but not STA: reference/vld.md 7.4, discrepancy 25).
+PAPER_FLOP_EXCLUSIONS: tuple[str, ...] = ("stp.sta",)
+
+
+def config_cost(config: str, profile: str = "paper", overrides: Sequence[str] = (), num_classes: int = 500,
+                num_cameras: int = 12) -> dict[str, float]:
+    """Test-path parameters (M) and MACs per frame (G) of a config's model, both conventions.
+
+    Args:
+        config: config name (``baseline``, ``vld``, ...).
+        profile: whose architecture and input size (``paper``: ViT-B/16 at 288x144).
+        overrides: extra ``key=value`` overrides.
+        num_classes, num_cameras: classifier and camera-table sizes (HITSZ-VCM: 500 identities).
+
+    Returns:
+        ``{"params_M", "gflops" (paper convention), "gflops_full", "gflops_paper_accounting"}``:
+        the last is the paper convention without :data:`PAPER_FLOP_EXCLUSIONS` (what the papers
+        printed; equal to ``gflops`` for models without those modules).
+    """
+    model, cfg = build_profile_model(config, profile, list(overrides), num_classes, num_cameras)
+    inputs = example_clip(cfg)
+    counts = count_macs(model, inputs, forward=getattr(model, "extract", model))
+    per_frame = {conv: counts.total(conv) / counts.frames / 1e9 for conv in CONVENTIONS}
+    excluded = sum(v for name, v in counts.per_module("paper").items()
+                   if any(name == p or name.startswith(p + ".") for p in PAPER_FLOP_EXCLUSIONS))
+    return {"params_M": test_path_parameters(model, inputs) / 1e6, "gflops": per_frame["paper"],
+            "gflops_full": per_frame["full"],
+            "gflops_paper_accounting": per_frame["paper"] - excluded / counts.frames / 1e9}
+
+
 def _unit(macs_per_frame: float) -> tuple[str, float]:
     """``("G", 1e9)`` from 1e9 MACs per frame up, else ``("M", 1e6)`` (TinyCLIP's scale)."""
     return ("G", 1e9) if macs_per_frame >= 1e9 else ("M", 1e6)
@@ -512,13 +573,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     model, cfg = build_profile_model(args.config, args.profile, args.overrides, args.num_classes,
                                      args.num_cameras)
     t, h, w = cfg.data.seq_len, cfg.data.height, cfg.data.width
-    clip = torch.randn(1, t, 3, h, w)  # (B=1, T, 3, H, W)
-    camid = torch.zeros(1, dtype=torch.long)  # (B,)
-    from reprolib.data.types import Modality
-
-    modality = torch.full((1,), int(Modality.RGB))  # (B,)
-    forward = getattr(model, "extract", model)
-    counts = count_macs(model, (clip, camid, modality), forward=forward)
+    counts = count_macs(model, example_clip(cfg), forward=getattr(model, "extract", model))
 
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

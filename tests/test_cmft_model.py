@@ -1,15 +1,13 @@
 """CMFT family: temporal shift, TSM ResNet streams and weights, CCF cascade, model (reference/cmft.md)."""
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 
+from reprolib.losses.cmft import CMFT_LOSSES
 from reprolib.config import LossConfig, ModelConfig, BackboneConfig, load_config
 from reprolib.data.types import Modality
 from reprolib.models import WeightsNotFoundError, create_model
@@ -222,7 +220,7 @@ def test_fusion_parameter_counts_of_the_options():
 def test_forward_train_gives_finite_losses_and_gradients(variant):
     model = cmft_model(variant=variant).train()
     losses = model.forward_train(pair_batch())
-    assert set(losses) == {"id", "triplet"}
+    assert set(losses) == {"id", "cross"}
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     sum(losses.values()).backward()
     for name in ("stream_rgb.layer4.2.conv3.weight", "stream_ir.layer4.2.conv3.weight", "classifier.weight"):
@@ -248,31 +246,28 @@ def test_features_dict_and_shared_heads():
 
 
 def test_progressive_stage_switch_selects_the_configured_losses():
-    model = cmft_model(warm_epochs=2, losses={"stage1": {"triplet": 1.0}, "stage2": {"triplet": 0.0}})
+    model = cmft_model(warm_epochs=2, losses={"stage1": {"cross": 1.0}, "stage2": {"cross": 0.0}})
     model.on_epoch_start(1, None)
-    assert set(model.forward_train(pair_batch())) == {"id", "triplet"}
+    assert set(model.forward_train(pair_batch())) == {"id", "cross"}
     model.on_epoch_start(2, None)
     assert int(model.stage) == 2 and "stage" in model.state_dict()
     assert set(model.forward_train(pair_batch())) == {"id"}
 
 
-def test_losses_plug_in_by_name_from_the_cmft_loss_module(monkeypatch):
+def test_losses_plug_in_by_name_from_the_cmft_loss_table(monkeypatch):
     seen = {}
 
     def fake(features, scale=1.0):
         seen.update(keys=set(features), scale=scale)
         return scale * (features["rgb"] - features["ir"]).pow(2).mean()
 
-    module = types.ModuleType("reprolib.losses.cmft")
-    module.__spec__ = importlib.machinery.ModuleSpec("reprolib.losses.cmft", None)
-    module.CMFT_LOSSES = {"fake": fake}
-    monkeypatch.setitem(sys.modules, "reprolib.losses.cmft", module)
+    monkeypatch.setitem(CMFT_LOSSES, "fake", fake)
     model = cmft_model(losses={"stage1": {"fake": 0.5}}, loss_options={"fake": {"scale": 2.0}})
     losses = model.forward_train(pair_batch())
     assert set(losses) == {"id", "fake"} and seen["scale"] == 2.0
     assert seen["keys"] == {"rgb", "ir", "fused", "labels", "rgb_bn", "ir_bn", "fused_bn"}
-    with pytest.raises(ValueError, match=r"model.extra.losses.stage2: unknown CMFT loss 'msrl'"):
-        cmft_model(losses={"stage2": {"msrl": 0.3}})
+    with pytest.raises(ValueError, match=r"model.extra.losses.stage2: unknown CMFT loss 'nope'"):
+        cmft_model(losses={"stage2": {"nope": 0.3}})
 
 
 def test_p1_routes_each_clip_through_its_own_stream_and_p2_fuses():

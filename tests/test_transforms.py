@@ -200,3 +200,92 @@ def test_transforms_are_deterministic_given_the_generator():
     clip = frames()
     assert torch.equal(transform(clip, rng(9)), transform(clip, rng(9)))
     assert not torch.equal(transform(clip, rng(9)), transform(clip, rng(10)))
+
+
+# ----------------------------------------------------------------------------- CMFT's recipe
+def test_cmft_recipe_is_pmts_pipeline():
+    out = TR.build_train_transforms("cmft", 32, 16, per="tracklet")
+    for transform in (out.rgb, out.ir):
+        assert [type(op) for op in transform.geometry] == [TR.Resize, TR.RandomHorizontalFlip]  # no pad/crop
+        erase = transform.photometric[-1]
+        assert isinstance(erase, TR.RandomErasing) and erase.fill == TR.PMT_ERASE_FILL
+        assert (erase.p, erase.scale, erase.ratio, erase.log_ratio) == (0.5, (0.02, 0.4), (0.3, 1 / 0.3), False)
+    assert len(out.rgb.photometric) == 1  # visible clips get no jitter or blur
+    choice = out.ir.photometric[0]
+    assert isinstance(choice, TR.RandomChoice) and choice.per == "tracklet"
+    jitter, blur = choice.ops
+    assert isinstance(jitter, TR.ColorJitter) and (jitter.brightness, jitter.contrast) == (0.3, 0.3)
+    assert isinstance(blur, TR.GaussianBlur) and (blur.kernel_size, blur.sigma_range) == (21, (0.1, 3.0))
+    assert out.joint_flip == 0.0
+    assert "cmft" in TR.RECIPES
+
+
+def _cmft_ir_clip(per, seed, num=6):
+    same = frames(1, seed=5, height=32, width=16) * num  # identical frames
+    return TR.build_train_transforms("cmft", 32, 16, per=per).ir(same, rng(seed))
+
+
+def test_cmft_recipe_is_deterministic_per_seed():
+    clips = [_cmft_ir_clip("tracklet", s) for s in range(8)]
+    assert all(torch.equal(c, _cmft_ir_clip("tracklet", s)) for s, c in enumerate(clips))
+    assert len({c.sum().item() for c in clips}) == len(clips)  # jitter/blur/flip/erasing differ by seed
+
+
+def test_cmft_recipe_applies_one_draw_to_every_frame_of_a_tracklet():
+    for seed in range(12):
+        clip = _cmft_ir_clip("tracklet", seed)
+        assert all(torch.equal(clip[t], clip[0]) for t in range(1, 6))
+    # per-frame draws (PMT on single images) make identical frames differ: the check above is not vacuous
+    differing = sum(any(not torch.equal(c[t], c[0]) for t in range(1, 6))
+                    for c in (_cmft_ir_clip("frame", s) for s in range(6)))
+    assert differing == 6
+
+
+def test_cmft_recipe_both_ir_branches_are_drawn():
+    picks = Counter(int(rng(s).integers(2)) for s in range(40))  # RandomChoice's first draw per tracklet
+    assert picks[0] > 5 and picks[1] > 5
+    blur_seed = next(s for s in range(40) if int(rng(s).integers(2)) == 1)
+    jitter_seed = next(s for s in range(40) if int(rng(s).integers(2)) == 0)
+    norm = TR.Normalize.named("imagenet")
+    plain = norm(TR.FrameClip.from_frames(frames(1, seed=5, height=32, width=16)))  # (1, 3, 32, 16)
+    choice = TR.RandomChoice([TR.ColorJitter(norm, 0.3, 0.3, "tracklet"), TR.GaussianBlur(21, (0.1, 3.0), "tracklet")],
+                             "tracklet")
+    blurred = choice(plain.clone(), rng(blur_seed))
+    jittered = choice(plain.clone(), rng(jitter_seed))
+    assert not torch.equal(blurred, plain) and blurred.var() < plain.var()  # blurring smooths the noise frame
+    assert not torch.equal(jittered, plain)
+
+
+def test_gaussian_blur_matches_torchvision():
+    x = torch.rand(2, 3, 32, 24)  # (T, 3, H, W)
+    for seed in range(3):
+        sigma = rng(seed).uniform(0.1, 3.0)  # the op's single draw
+        got = TR.GaussianBlur(21, (0.1, 3.0), "tracklet")(x.clone(), rng(seed))
+        expected = TVF.gaussian_blur(x, [21, 21], [sigma, sigma])
+        assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_color_jitter_matches_torchvision_on_pixels():
+    norm = TR.Normalize.named("imagenet")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in TR.NORMALIZATION["imagenet"])
+    pixels = torch.rand(3, 3, 16, 8)  # (T, 3, H, W) in [0, 1]
+    orders = set()
+    for seed in range(8):
+        draws = rng(seed)
+        brightness_first, b, c = draws.random() < 0.5, draws.uniform(0.7, 1.3), draws.uniform(0.7, 1.3)
+        orders.add(bool(brightness_first))
+        got = TR.ColorJitter(norm, 0.3, 0.3, "tracklet")((pixels - mean) / std, rng(seed)) * std + mean
+        ops = [lambda v: TVF.adjust_brightness(v, b), lambda v: TVF.adjust_contrast(v, c)]
+        expected = pixels
+        for op in ops if brightness_first else ops[::-1]:
+            expected = op(expected)
+        assert torch.allclose(got, expected, atol=1e-5), seed
+    assert orders == {True, False}  # both orders were exercised
+
+
+def test_gaussian_blur_rejects_even_kernels_and_fits_small_frames():
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        TR.GaussianBlur(20)
+    x = torch.rand(1, 3, 6, 4)
+    out = TR.GaussianBlur(21, (3.0, 3.0))(x.clone(), rng())  # radius cut to 3 on a 4-pixel-wide frame
+    assert out.shape == x.shape and torch.isfinite(out).all() and not torch.equal(out, x)

@@ -134,7 +134,7 @@ def test_model_without_text_branch_and_the_paper_deltas(toy_world, tmp_path):
     _assert_png(path)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("no text branch" in t for t in texts)
-    assert any(t.startswith(r"$\delta_2$ = 0.518") for t in texts)  # (2 - 1/sqrt5) / 3 = 0.5176
+    assert any(t.startswith(r"$\delta_2$ = 0.518" + "\n") for t in texts)  # (2 - 1/sqrt5) / 3 = 0.5176
 
 
 # ----------------------------------------------------------------------------- Fig. 8: reshape

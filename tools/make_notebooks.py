@@ -69,7 +69,7 @@ from IPython.display import Markdown, display
 
 from reprolib import viz
 from reprolib.experiments.compare import wide
-from reprolib.experiments.targets import get_target, reproduce, row_status
+from reprolib.experiments.targets import cost_table, get_target, reproduce, row_status, time_table
 from reprolib.experiments.workbook import Workbook, above_chance
 from reprolib.paper import paper_table
 
@@ -86,8 +86,8 @@ for label, run in rep.runs.items():
         assert 0 <= m["mAP"] <= 100 and 0 <= m["R1"] <= 100, (label, d)
 reproduced = rep.table[rep.table["status"] == "reproduced"]
 assert len(reproduced) > 0 or not {has_paper_cells}, "no row of ours matches a row of the paper"
-if profile == "embedded":                              # training is meaningful beyond the smoke profile
-    label = {headline!r}
+label = {headline!r}                                   # the row that must be clearly above chance
+if profile == "embedded" and label in rep.runs:        # training is meaningful beyond the smoke profile
     ds = wb.dataset(target.row(label).config, *target.overrides_for(target.row(label), profile))
     for d in rep.runs[label].metrics["eval"]:
         assert above_chance(rep.runs[label].metrics["eval"][d], ds.eval_sets[d]), f"{{label}} is at chance ({{d}})"
@@ -98,7 +98,7 @@ print("table written to", path.relative_to(path.parents[2]))'''
 
 def target_cells(target: Target) -> list:
     smoke_rows = [r.label for r in target.rows if r.smoke and r.config]
-    headline = smoke_rows[-1] if smoke_rows else next(r.label for r in target.rows if r.config)
+    headline = smoke_rows[-1] if smoke_rows else next((r.label for r in target.rows if r.config), None)
     metrics = ", ".join(repr(m) for m in target.metrics)
     plot = (f'''for metric in ({metrics},):
     fig = viz.paper_vs_ours_panels(rep.table, metric=metric, title=f"{target.paper.upper()} {target.item}, {{metric}} — ours: {{profile}} profile")
@@ -129,9 +129,137 @@ plt.close(fig)''')
     ]
 
 
+COST_CELLS = [
+    new_markdown_cell("## Our counts\n\nEach row's model is built with the paper profile's architecture and input "
+                      "size (288x144) and random weights, and one clip goes through `extract()`: parameters of the "
+                      "modules that run (training-only parts such as the ID classifiers, the prompt learner and "
+                      "the frozen text encoder are not counted, as in the paper), and MACs per frame under the "
+                      "paper's convention (convolution, linear and LayerNorm; attention products excluded) and the "
+                      "full one. No data and no training: this table is exact under every profile."),
+    new_code_cell("cost = cost_table(target)\ncost.round(3)"),
+    new_code_cell('''fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+for ax, (metric, unit) in zip(axes, (("params_M", "parameters (M)"), ("gflops", "GFLOPs per frame"))):
+    x = range(len(cost))
+    ax.bar([i - 0.2 for i in x], cost[f"paper {metric}"], 0.4, hatch="//", color="#bbbbbb", edgecolor="#555555",
+           label="paper")
+    ax.bar([i + 0.2 for i in x], cost.get(f"ours {metric}"), 0.4, color="#4575b4", label="ours (exact count)")
+    ax.set_xticks(list(x), cost.index, fontsize=7)
+    ax.set_ylabel(unit)
+    ax.legend(fontsize=7)
+fig.suptitle(target.title, fontsize=9)
+fig.tight_layout()
+wb.save_figure(fig, f"{target.paper}_{target.item}_cost")
+display(fig)
+plt.close(fig)'''),
+    new_code_cell('''# Checks: our exact counts match every number of the paper we can build (to its printed precision)
+both = cost.dropna(subset=["paper params_M", "ours params_M"])
+assert len(both) >= 2, "at least the baseline and the full model are counted"
+for row, r in both.iterrows():
+    assert round(r["ours params_M"], 2) == r["paper params_M"], (row, r["ours params_M"], r["paper params_M"])
+    assert round(r["ours gflops"], 2) == r["paper gflops"], (row, r["ours gflops"], r["paper gflops"])
+path = wb.save_table(cost.reset_index(), target.paper, target.item)
+print("table written to", path.relative_to(path.parents[2]))'''),
+]
+
+TIME_CELLS = [
+    new_markdown_cell("## Training time\n\nMeasured wall-clock of the optimisation steps of each run (evaluation "
+                      "excluded) on the machine named in the table. `ours relative` is each run's time over "
+                      "VLD's (the last row): the number that can be compared with the paper's ratios."),
+    new_code_cell("times = time_table(target, rep)\ntimes.round(3)"),
+]
+
+
+def analysis_cells(target: Target) -> list:
+    """Figure-specific cells of VLD Figures 7-9 (after the runs and the paper-vs-ours table)."""
+    if target.item == "fig7":
+        return [
+            new_markdown_cell("## Distance distributions\n\nCosine distances of intra-class (same identity) and "
+                              "inter-class pairs; delta = mean(inter) - mean(intra), larger is better separated."),
+            new_code_cell('''from reprolib.viz.distances import distance_distributions, paper_deltas, plot_distance_distributions
+
+limit = 64 if profile == "smoke" else None             # training tracklets per model for the text part
+results = {}
+for label, run in rep.runs.items():
+    cfg, dataset, model, dev = wb.model(run)
+    results[label] = distance_distributions(model, dataset, cfg, dev, max_train_tracklets=limit)
+pair = ("B+IMLP", "VLD") if {"B+IMLP", "VLD"} <= set(results) else None
+fig = plot_distance_distributions(results, wb.out / "figures" / f"{target.paper}_{target.item}.png", paper_pair=pair,
+                                  title=f"VLD Fig. 7 — ours: {profile} profile")
+display(fig)'''),
+            new_code_cell('''import pandas as pd
+
+deltas = pd.DataFrame({label: {"cross-modality delta": r["cross"]["delta"],
+                               "text-visual delta": (r["text"] or {}).get("delta")} for label, r in results.items()}).T
+if pair:
+    display(pd.Series(paper_deltas(results, *pair), name="paper's deltas (B+IMLP stands for CLIP-ReID)"))
+deltas'''),
+            new_code_cell('''# Checks
+assert set(results) == set(rep.runs)
+for label, r in results.items():
+    assert len(r["cross"]["intra"]) > 0 and len(r["cross"]["inter"]) > 0
+assert results["B"]["text"] is None                      # the baseline has no text branch
+assert results["VLD"]["text"] is not None'''),
+        ]
+    if target.item == "fig8":
+        return [
+            new_markdown_cell("## Class activation maps\n\nOne test identity seen by both modalities; rows: the "
+                              "frames, then each model's Grad-CAM."),
+            new_code_cell('''from reprolib.viz.cam import cross_modal_cams, plot_cam_strips
+
+es = wb.dataset(target.row("B").config).eval_sets["ir2rgb"]
+ir = es.query[0]
+rgb = next(t for t in es.gallery if t.pid == ir.pid)
+cams = {}
+for label, run in rep.runs.items():
+    cfg, dataset, model, dev = wb.model(run)
+    cams[label] = cross_modal_cams(model.cpu(), rgb, ir, cfg.data)
+fig = plot_cam_strips(cams["B"]["frames_rgb"], cams["B"]["frames_ir"], {k: v for k, v in cams.items()},
+                      wb.out / "figures" / f"{target.paper}_{target.item}.png",
+                      title=f"VLD Fig. 8, identity {ir.pid} — ours: {profile} profile")
+display(fig)'''),
+            new_code_cell('''# Checks
+import numpy as np
+
+for label, c in cams.items():
+    for m in ("rgb", "ir"):
+        assert c[m].shape[0] == cfg.data.seq_len and np.isfinite(c[m]).all() and c[m].max() <= 1 + 1e-6'''),
+        ]
+    if target.item == "fig9":
+        return [
+            new_markdown_cell("## Retrieval\n\nTop-6 gallery tracklets of a few queries (green: same identity). The "
+                              "queries are those where VLD gains most over the baseline: see the note above."),
+            new_code_cell('''from reprolib.viz.retrieval import contrast_queries, plot_retrieval_grid
+
+eval_sets = wb.dataset(target.row("B").config).eval_sets
+directions = ("ir2rgb", "rgb2ir")
+rankings = {label: {d: wb.ranking(run, d) for d in directions} for label, run in rep.runs.items()}
+queries = {d: contrast_queries(rankings["B"][d], rankings["VLD"][d], eval_sets[d], n=2) for d in directions}
+fig = plot_retrieval_grid(rankings, eval_sets, queries, wb.out / "figures" / f"{target.paper}_{target.item}.png",
+                          title=f"VLD Fig. 9 — ours: {profile} profile")
+display(fig)'''),
+            new_code_cell('''# Checks
+for d in directions:
+    assert rankings["B"][d].shape == rankings["VLD"][d].shape == (len(eval_sets[d].query), 20)
+    assert len(queries[d]) == 2'''),
+        ]
+    raise ValueError(f"no analysis cells for {target.paper} {target.item}")
+
+
+def cells(target: Target) -> list:
+    """Every cell of a target's notebook, by its kind."""
+    base = target_cells(target)
+    if target.kind == "cost":
+        return base[:5] + COST_CELLS
+    if target.kind == "time":
+        return base[:8] + TIME_CELLS + base[8:]
+    if target.kind == "analysis":
+        return base[:8] + analysis_cells(target) + base[-1:]
+    return base
+
+
 def build(target: Target) -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.cells = target_cells(target)
+    nb.cells = cells(target)
     nb.metadata["kernelspec"] = {"name": "reprolib", "display_name": "Python (reprolib)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

@@ -11,7 +11,7 @@ stages (``reference/data_protocol.md`` 6 lists each codebase's pipeline):
    whole clip in one vectorised pass. This is exact: padding, cropping and flipping move pixels
    without changing them.
 2. **Photometric ops on the normalised float clip** ``(T, 3, H, W)``: random erasing, VLD's
-   channel exchange and adaptive grey. They modify the clip in place (so a clip can be
+   channel exchange and adaptive grey, PMT/CMFT's colour jitter and Gaussian blur. They modify the clip in place (so a clip can be
    rendered straight into its slice of a batch) and return it. X-ReID erases *before* ``ToTensor``; filling the
    normalised colour afterwards is the same operation because normalisation is per pixel.
 
@@ -44,7 +44,10 @@ NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 #: VLD/CAJ ``ChannelRandomErasing`` fill, written into the normalised tensor.
 VLD_ERASE_FILL = (0.4914, 0.4822, 0.4465)
 
-RECIPES = ("none", "mitml", "vld", "xreid", "xreid_released", "bupt")
+#: PMT ``RandomErasing`` fill (the ImageNet mean, written into the normalised tensor; CMFT, cmft.md 5.7).
+PMT_ERASE_FILL = (0.485, 0.456, 0.406)
+
+RECIPES = ("none", "mitml", "vld", "xreid", "xreid_released", "bupt", "cmft")
 PER_CHOICES = ("frame", "tracklet")
 
 
@@ -62,6 +65,11 @@ def _draw_count(per: str, num_frames: int) -> int:
 def _per_frame(values: np.ndarray, num_frames: int) -> np.ndarray:
     """Broadcast one draw (``per="tracklet"``) or keep ``T`` draws (``per="frame"``)."""
     return np.repeat(values, num_frames, axis=0) if len(values) == 1 else values
+
+
+def _frame_groups(per: str, num_frames: int) -> list[list[int]]:
+    """Frames that share one draw: each frame alone (``"frame"``) or the whole clip (``"tracklet"``)."""
+    return [[t] for t in range(num_frames)] if per == "frame" else [list(range(num_frames))]
 
 
 # --------------------------------------------------------------------------------------
@@ -310,6 +318,11 @@ class RandomErasing:
                    normalize=normalize, per=per)
 
     @classmethod
+    def pmt(cls, per: str = "frame") -> "RandomErasing":
+        """PMT ``RandomErasing`` (CMFT's recipe): p 0.5, area 2-40%, aspect 0.3-3.33, ImageNet-mean fill."""
+        return cls(0.5, (0.02, 0.4), (0.3, 1 / 0.3), PMT_ERASE_FILL, per=per)
+
+    @classmethod
     def torchvision(cls, per: str = "frame") -> "RandomErasing":
         """``torchvision.transforms.RandomErasing`` defaults: area 2-33%, log aspect, fill 0."""
         return cls(0.5, (0.02, 0.33), (0.3, 3.3), (0.0, 0.0, 0.0), log_ratio=True, attempts=10,
@@ -325,8 +338,7 @@ class RandomErasing:
 
     def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         num, _, height, width = x.shape  # (T, 3, H, W)
-        frame_groups = [[t] for t in range(num)] if self.per == "frame" else [list(range(num))]
-        for group in frame_groups:
+        for group in _frame_groups(self.per, num):
             if rng.random() >= self.p:
                 continue
             box = sample_erase_box(rng, height, width, self.scale, self.ratio, self.log_ratio,
@@ -388,6 +400,128 @@ class ChannelAdapGray:
                 x[t] = x[t, int(choice[t])]
             elif gray[t]:
                 x[t] = 0.2989 * x[t, 0] + 0.587 * x[t, 1] + 0.114 * x[t, 2]
+        return x
+
+
+class _GroupOp:
+    """A photometric op that draws its parameters once per frame group (see ``per``).
+
+    Subclasses implement :meth:`apply_group`, which draws from ``rng`` and modifies the frames
+    ``group`` of the clip in place; :class:`RandomChoice` calls it for the group it picked.
+    """
+
+    per: str = "frame"
+
+    def apply_group(self, x: torch.Tensor, group: list[int], rng: np.random.Generator) -> None:
+        """Draw once and apply to the frames ``group`` of ``x`` ``(T, 3, H, W)`` in place."""
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        for group in _frame_groups(self.per, x.shape[0]):
+            self.apply_group(x, group, rng)
+        return x
+
+
+class ColorJitter(_GroupOp):
+    """torchvision ``ColorJitter(brightness, contrast)`` on the normalised clip.
+
+    Factors ``b`` and ``c`` are uniform in ``[1 - brightness, 1 + brightness]`` and
+    ``[1 - contrast, 1 + contrast]`` and applied in a random order (torchvision draws a random
+    permutation of its four adjustments): brightness ``clamp(b * v, 0, 1)``, contrast
+    ``clamp(c * v + (1 - c) * mean_grey, 0, 1)`` with ``mean_grey`` the mean of the frame's
+    luminance ``0.2989 R + 0.587 G + 0.114 B``, on pixel values ``v`` in [0, 1] recovered from the
+    normalisation. Unlike the PIL pipeline the result is not re-quantised to 8 bits.
+
+    Args:
+        normalize: the clip's normalisation (to reach the [0, 1] pixel scale).
+        brightness: brightness jitter (PMT/CMFT: 0.3).
+        contrast: contrast jitter (PMT/CMFT: 0.3).
+        per: ``"frame"`` or ``"tracklet"``.
+    """
+
+    def __init__(self, normalize: Normalize, brightness: float = 0.3, contrast: float = 0.3,
+                 per: str = "frame") -> None:
+        self.brightness, self.contrast = brightness, contrast
+        self.mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.per = _check_per(per)
+
+    def apply_group(self, x: torch.Tensor, group: list[int], rng: np.random.Generator) -> None:
+        brightness_first = rng.random() < 0.5
+        b = rng.uniform(1 - self.brightness, 1 + self.brightness)
+        c = rng.uniform(1 - self.contrast, 1 + self.contrast)
+
+        def adjust_brightness(v: torch.Tensor) -> torch.Tensor:
+            return (v * b).clamp_(0.0, 1.0)
+
+        def adjust_contrast(v: torch.Tensor) -> torch.Tensor:
+            grey = (0.2989 * v[:, 0] + 0.587 * v[:, 1] + 0.114 * v[:, 2]).mean(dim=(1, 2))  # (G,)
+            return (c * v + (1 - c) * grey.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+        v = x[group] * self.std + self.mean  # (G, 3, H, W) pixels in [0, 1]
+        for adjust in (adjust_brightness, adjust_contrast) if brightness_first else (adjust_contrast, adjust_brightness):
+            v = adjust(v)
+        x[group] = (v - self.mean) / self.std
+
+
+class GaussianBlur(_GroupOp):
+    """torchvision ``GaussianBlur(kernel_size, sigma)`` on the normalised clip.
+
+    ``sigma`` is uniform in ``sigma_range``; the separable kernel has ``kernel_size`` taps with
+    reflect padding. Blurring commutes with the per-channel affine normalisation (the kernel
+    sums to 1), so the normalised clip is blurred directly. On frames too small for the kernel
+    (reflect padding needs fewer than ``min(H, W)`` pixels) the kernel is cut to the largest odd
+    size that fits.
+
+    Args:
+        kernel_size: odd number of taps (PMT/CMFT: 21).
+        sigma_range: ``(min, max)`` of the standard deviation in pixels (PMT/CMFT: 0.1-3).
+        per: ``"frame"`` or ``"tracklet"``.
+    """
+
+    def __init__(self, kernel_size: int = 21, sigma_range: tuple[float, float] = (0.1, 3.0),
+                 per: str = "frame") -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"GaussianBlur: kernel_size must be odd and positive, got {kernel_size}")
+        self.kernel_size, self.sigma_range = kernel_size, sigma_range
+        self.per = _check_per(per)
+
+    def apply_group(self, x: torch.Tensor, group: list[int], rng: np.random.Generator) -> None:
+        sigma = rng.uniform(*self.sigma_range)
+        _, _, height, width = x.shape
+        radius = min(self.kernel_size // 2, min(height, width) - 1)
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)  # (k,)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        kernel = kernel / kernel.sum()  # (k,)
+        v = x[group]  # (G, 3, H, W)
+        g = v.shape[0]
+        v = v.reshape(g * 3, 1, height, width)  # (G*3, 1, H, W): one depthwise pass
+        v = torch.nn.functional.pad(v, (radius, radius, radius, radius), mode="reflect")
+        v = torch.nn.functional.conv2d(v, kernel.view(1, 1, 1, -1))  # (G*3, 1, H+2r, W) rows
+        v = torch.nn.functional.conv2d(v, kernel.view(1, 1, -1, 1))  # (G*3, 1, H, W) columns
+        x[group] = v.view(g, 3, height, width)
+
+
+class RandomChoice:
+    """Apply one of ``ops``, chosen uniformly, to each frame group (torchvision ``RandomChoice``).
+
+    The choice and the chosen op's parameters are drawn once per frame (``per="frame"``) or once
+    per clip (``"tracklet"``).
+
+    Args:
+        ops: :class:`_GroupOp` instances (e.g. :class:`ColorJitter`, :class:`GaussianBlur`).
+        per: ``"frame"`` or ``"tracklet"``.
+    """
+
+    def __init__(self, ops: Sequence[_GroupOp], per: str = "frame") -> None:
+        if not ops:
+            raise ValueError("RandomChoice needs at least one op")
+        self.ops = list(ops)
+        self.per = _check_per(per)
+
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        for group in _frame_groups(self.per, x.shape[0]):
+            self.ops[int(rng.integers(len(self.ops)))].apply_group(x, group, rng)
         return x
 
 
@@ -498,6 +632,11 @@ def build_train_transforms(recipe: str, height: int, width: int, normalization: 
       no crop, as in the released code).
     * ``"xreid_released"``: as ``"xreid"`` with the released erasing position bug.
     * ``"bupt"``: Resize -> Pad(10)+RandomCrop -> Normalize, plus the joint pair flip.
+    * ``"cmft"``: PMT's pipeline, which CMFT adopts (``reference/cmft.md`` 5.7): Resize -> HFlip(0.5)
+      -> Normalize -> RandomErasing (p 0.5, area 2-40%, aspect 0.3-3.33, ImageNet-mean fill); IR
+      clips get, before the erasing, one of ColorJitter(brightness 0.3, contrast 0.3) or
+      GaussianBlur(21, sigma 0.1-3), chosen uniformly. No pad/crop. CMFT draws once per tracklet
+      ("tracklet", set by ``configs/cmft.yaml``); ``"frame"`` gives PMT's per-image draws on each frame.
 
     Args:
         recipe: one of :data:`RECIPES`.
@@ -539,4 +678,10 @@ def build_train_transforms(recipe: str, height: int, width: int, normalization: 
     if recipe == "bupt":
         both = ClipTransform(crop_flip(flip=False), norm)
         return TrainTransforms(both, both, joint_flip=0.5)
+    if recipe == "cmft":
+        geometry = [resize, RandomHorizontalFlip(0.5, per)]
+        ir_mix = RandomChoice([ColorJitter(norm, 0.3, 0.3, per), GaussianBlur(21, (0.1, 3.0), per)], per)
+        rgb = ClipTransform(geometry, norm, [RandomErasing.pmt(per)])
+        ir = ClipTransform(geometry, norm, [ir_mix, RandomErasing.pmt(per)])
+        return TrainTransforms(rgb, ir)
     raise ValueError(f"unknown data.augment recipe '{recipe}'; expected one of {RECIPES}")

@@ -66,6 +66,9 @@ def code_version(packages: tuple[str, ...] = CODE_PACKAGES) -> str:
 #: Profiles whose data is the generated miniature world, and the world layout of each dataset.
 SYNTHETIC_PROFILES = ("smoke", "embedded")
 _WORLD_FORMAT = {"hitsz-vcm": "vcm", "bupt": "bupt", "sysu-mm01": "sysu", "regdb": "regdb"}
+#: Layouts of the image benchmarks: their worlds use the profile's still-image preset
+#: (``synthetic.world.IMAGE_SCALES``: a few images per tracklet instead of whole walks).
+_IMAGE_FORMATS = ("sysu", "regdb")
 
 
 def ensure_world(cfg: ExperimentConfig) -> Path:
@@ -73,7 +76,8 @@ def ensure_world(cfg: ExperimentConfig) -> Path:
     miniature world there first if it is missing (so a fresh checkout trains without a set-up step)
     or was written by another version of the generator (a stale world would silently change what
     a run measures). Only a tree that SynthVCM wrote itself is ever replaced. A cross-dataset
-    run (``eval.dataset``) gets its test world too."""
+    run (``eval.dataset``) gets its test world too. The image benchmarks (SYSU-MM01, RegDB) get
+    the profile's still-image preset (``synthetic.world.IMAGE_SCALES``)."""
     root = resolve_path(cfg.data.root)
     if cfg.profile not in SYNTHETIC_PROFILES:
         return root
@@ -85,8 +89,11 @@ def ensure_world(cfg: ExperimentConfig) -> Path:
 
 def _ensure_synthetic(root: Path, scale: str, dataset: str) -> None:
     from reprolib.data.synthetic import write_world
+    from reprolib.data.synthetic.world import IMAGE_SCALES
     from reprolib.data.synthetic.writers import COMPLETE_MARKER
 
+    fmt = _WORLD_FORMAT[dataset]
+    preset = IMAGE_SCALES[scale] if fmt in _IMAGE_FORMATS else scale
     marker = root / COMPLETE_MARKER
     ours = False
     if marker.exists():
@@ -95,9 +102,9 @@ def _ensure_synthetic(root: Path, scale: str, dataset: str) -> None:
         except ValueError:
             ours = False
     else:
-        log.info("generating the miniature world (%s scale, %s layout) at %s", scale, dataset, root)
+        log.info("generating the miniature world (%s scale, %s layout) at %s", preset, dataset, root)
     # a no-op when the tree matches this generator version, scale, seed and format
-    write_world(root, scale=scale, seed=0, fmt=_WORLD_FORMAT[dataset], overwrite=ours)
+    write_world(root, scale=preset, seed=0, fmt=fmt, overwrite=ours)
 
 
 def default_store(profile: str) -> Path:

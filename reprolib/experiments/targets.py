@@ -33,11 +33,12 @@ from reprolib.config import ConfigError, from_dict
 log = logging.getLogger(__name__)
 
 __all__ = ["RowSpec", "ClaimSpec", "Target", "Reproduction", "load_targets", "get_target", "list_targets",
-           "reproduce", "row_status", "verdict"]
+           "reproduce", "row_status", "time_table", "cost_table", "verdict"]
 
 TARGETS_DIR = Path(__file__).with_name("targets")
 DIRECTIONS = ("ir2rgb", "rgb2ir")
 MINIATURE_PROFILES = ("smoke", "embedded")
+KINDS = ("ablation", "time", "cost", "analysis")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,12 @@ class Target:
         claims: comparisons to check.
         metrics: metrics shown beside the paper's.
         note: what the miniature can and cannot say about this target (markdown).
+        kind: ``ablation`` (rows of runs beside the paper's), ``time`` (plus measured training
+            time: VLD Table IX), ``cost`` (parameters and FLOPs, no training: VLD Table X) or
+            ``analysis`` (figures computed from trained runs: VLD Figures 7-9).
+        directions: how the paper names our directions in its settings, e.g. ``{ir2rgb: t2v,
+            rgb2ir: v2t}`` (RegDB) or ``{ir2rgb: ""}`` (a setting without a direction: SYSU-MM01,
+            CMFT's sweeps); a direction left out keeps its name (and shows as ``ours only``).
     """
 
     paper: str
@@ -119,6 +126,8 @@ class Target:
     claims: tuple[ClaimSpec, ...] = ()
     metrics: tuple[str, ...] = ("R1", "mAP")
     note: str = ""
+    kind: str = "ablation"
+    directions: dict = field(default_factory=dict)
 
     def row(self, label: str) -> RowSpec:
         """The row spec labelled ``label`` (KeyError naming the target's rows)."""
@@ -148,7 +157,10 @@ def _target_from_dict(paper: str, item: str, d: dict) -> Target:
                  for r in d.pop("rows", ()))
     claims = tuple(from_dict(ClaimSpec, c, f"{where}.claims") for c in d.pop("claims", ()))
     t = from_dict(Target, {**d, "paper": paper, "item": item, "rows": (), "claims": (),
-                           "metrics": tuple(d.get("metrics", ("R1", "mAP")))}, where)
+                           "metrics": tuple(d.get("metrics", ("R1", "mAP"))), "directions": {}}, where)
+    t = Target(**{**t.__dict__, "directions": dict(d.get("directions") or {})})
+    if t.kind not in KINDS:
+        raise ConfigError(f"{where}.kind: expected one of {KINDS}, got {t.kind!r}")
     t = Target(**{**t.__dict__, "rows": rows, "claims": claims})
     labels = [r.label for r in rows]
     if len(set(labels)) != len(labels):
@@ -227,6 +239,23 @@ def _claims_frame(target: Target, runs: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _paper_setting(row: dict, directions: dict) -> dict:
+    """Rename the direction of a long row's setting as the paper spells it (``Target.directions``)."""
+    parts = row["setting"].split(";")
+    direction = parts[0].split("=", 1)[1]
+    if direction not in directions:
+        return row
+    name = directions[direction]
+    return {**row, "setting": ";".join(([f"direction={name}"] if name else []) + parts[1:])}
+
+
+def config_available(name: str) -> bool:
+    """Whether every part of a config name (``a`` or ``a+b``) exists in ``reprolib/configs``."""
+    from reprolib.config import CONFIG_DIR
+
+    return all((CONFIG_DIR / f"{part.strip()}.yaml").is_file() for part in name.split("+"))
+
+
 def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
     """Run (or load) every runnable row of ``target`` and compare with the paper.
 
@@ -243,6 +272,10 @@ def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
     runs: dict[str, Any] = {}
     rows = target.runnable(wb.profile)
     for i, spec in enumerate(rows, 1):
+        if not config_available(spec.config):
+            log.warning("%s %s: row %r needs config %r, which does not exist yet: pending", target.paper,
+                        target.item, spec.label, spec.config)
+            continue
         overrides = target.overrides_for(spec, wb.profile)
         log.info("%s %s: row %d/%d %r (%s %s)", target.paper, target.item, i, len(rows), spec.label, spec.config,
                  " ".join(overrides))
@@ -250,7 +283,7 @@ def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
             runs[spec.label] = wb.run(spec.config, *overrides, train=train)
         except FileNotFoundError:
             log.info("  not run yet: %s", spec.label)
-    ours = [r for spec in target.rows if spec.label in runs
+    ours = [_paper_setting(r, target.directions) for spec in target.rows if spec.label in runs
             for r in run_rows(runs[spec.label], spec.row, dataset=spec.dataset, extra_setting=spec.setting,
                               metrics=target.metrics)]
     table = side_by_side(target.paper, target.item, ours, metrics=target.metrics)
@@ -265,6 +298,8 @@ def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
             status = f"ran ({rep.runs[spec.label].path.name})"
         elif spec.config is None:
             status = "paper only"
+        elif not config_available(spec.config):
+            status = f"pending: config {spec.config!r} not implemented yet"
         elif profile in MINIATURE_PROFILES and not spec.miniature:
             status = "pending: not expressible in the miniature"
         elif profile == "smoke" and not spec.smoke:
@@ -273,4 +308,65 @@ def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
             status = "pending: not run yet"
         out.append(dict(row=spec.label, config=spec.config or "", overrides=" ".join(target.overrides_for(spec, profile)),
                         status=status, note=spec.note))
+    return pd.DataFrame(out).set_index("row")
+
+
+def time_table(target: Target, rep: Reproduction) -> pd.DataFrame:
+    """Measured training time of every run of ``rep`` beside the paper's hours (VLD Table IX).
+
+    Our time is the wall-clock of the optimisation steps (``train_time_s`` in ``metrics.json``,
+    evaluation excluded), with the hardware it ran on from ``provenance.json``; the paper's is its
+    full schedule on its GPUs, so only the ratios between rows are comparable.
+    """
+    import json
+
+    from reprolib.paper import reported
+
+    out = []
+    for spec in target.rows:
+        try:
+            paper_h = reported(target.paper, target.item, spec.row, "time_h")
+        except (KeyError, ValueError):  # a row of ours that the paper's table does not have
+            paper_h = float("nan")
+        line = {"row": spec.label, "paper time_h": paper_h}
+        if spec.label in rep.runs:
+            run = rep.runs[spec.label]
+            prov = json.loads((run.path / "provenance.json").read_text())
+            hw = prov.get("hardware", {})
+            device = ", ".join(hw.get("gpus") or []) or f"{hw.get('cpu', 'CPU')} ({hw.get('torch_threads')} threads)"
+            line.update({"ours train min": run.metrics["train_time_s"] / 60, "steps": run.metrics["global_step"],
+                         "ours s/step": run.metrics["train_time_s"] / max(1, run.metrics["global_step"]),
+                         "hardware": device})
+        out.append(line)
+    table = pd.DataFrame(out).set_index("row")
+    if "ours train min" in table and table["ours train min"].notna().any():
+        ref = table["ours train min"].dropna().iloc[-1]
+        table["ours relative"] = table["ours train min"] / ref
+    return table
+
+
+def cost_table(target: Target, profile: str = "paper") -> pd.DataFrame:
+    """Test-path parameters and FLOPs per frame of every row with a config, beside the paper's
+    (VLD Table X). Counted on ``profile``'s architecture with random weights: no data, no training.
+
+    ``ours gflops`` follows the paper's accounting (:data:`reprolib.profiler.PAPER_FLOP_EXCLUSIONS`:
+    VLD left STA out of its 14.08 G); ``ours gflops (all modules)`` counts everything under the same
+    MAC convention and ``ours gflops (full)`` adds the attention products.
+    """
+    from reprolib.paper import reported
+    from reprolib.profiler import config_cost
+
+    out = []
+    for spec in target.rows:
+        line: dict[str, Any] = {"row": spec.label}
+        for metric in ("params_M", "gflops"):
+            try:
+                line[f"paper {metric}"] = reported(target.paper, target.item, spec.row, metric)
+            except (KeyError, ValueError):
+                line[f"paper {metric}"] = float("nan")
+        if spec.config is not None and config_available(spec.config):
+            cost = config_cost(spec.config, profile, target.overrides_for(spec, profile))
+            line.update({"ours params_M": cost["params_M"], "ours gflops": cost["gflops_paper_accounting"],
+                         "ours gflops (all modules)": cost["gflops"], "ours gflops (full)": cost["gflops_full"]})
+        out.append(line)
     return pd.DataFrame(out).set_index("row")

@@ -71,6 +71,26 @@ class Workbook:
         ensure_world(cfg)
         return eval_setup(cfg)[1]
 
+    def model(self, run: Run):
+        """``(cfg, test_dataset, model, device)`` of a finished run, for analyses on its weights.
+
+        Checkpoints are never committed, so on a fresh clone the run is retrained in place first
+        (training is deterministic: the metrics come out as committed, which is checked).
+        """
+        from reprolib.engine import load_trained
+        from reprolib.engine.evaluator import eval_setup
+
+        if not (run.path / "last.pt").exists():
+            log.warning("%s has no checkpoint (checkpoints are not committed); retraining it", run.path.name)
+            again = get_run(run.config, force=True)
+            for d, m in run.metrics["eval"].items():
+                if abs(again.metrics["eval"][d]["mAP"] - m["mAP"]) > 1e-6:
+                    log.warning("retrained %s: %s mAP %.4f differs from the stored %.4f (another machine?)",
+                                run.path.name, d, again.metrics["eval"][d]["mAP"], m["mAP"])
+        cfg, dataset, model, device = load_trained(run.path)
+        cfg, dataset = eval_setup(cfg, dataset)
+        return cfg, dataset, model, device
+
     # ---------------------------------------------------------------------------- outputs
     def save_figure(self, fig, name: str) -> Path:
         """Write ``results/<profile>/figures/<name>.png``."""

@@ -26,6 +26,8 @@ from reprolib.models import baseline  # noqa: E402,F401  (registers "baseline")
 from reprolib.models import vld  # noqa: E402,F401  (registers "vld")
 from reprolib.models import xreid  # noqa: E402,F401  (registers "xreid")
 from reprolib.models import cmft  # noqa: E402,F401  (registers "cmft")
+from reprolib.models import clipreid  # noqa: E402,F401  (registers "clipreid")
+from reprolib.models import tfclip  # noqa: E402,F401  (registers "tfclip")
 
 __all__ = [
     "ReIDModel", "build_param_groups",

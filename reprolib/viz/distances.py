@@ -192,7 +192,8 @@ def paper_deltas(results: Mapping[str, dict], reference: str, ours: str) -> dict
             "delta3": results[reference]["cross"]["delta"], "delta4": results[ours]["cross"]["delta"]}
 
 
-def _row_range(parts: list[Optional[dict]]) -> tuple[float, float]:
+def _value_range(parts: list[Optional[dict]]) -> tuple[float, float]:
+    """Padded (min, max) over the intra and inter distances of the given parts (``None`` skipped)."""
     values = [v for p in parts if p is not None for v in (p["intra"].min(), p["intra"].max(),
                                                           p["inter"].min(), p["inter"].max())]
     lo, hi = (min(values), max(values)) if values else (0.0, 2.0)
@@ -208,26 +209,29 @@ def _draw_panel(ax, part: dict, bins: np.ndarray, delta_name: str) -> None:
         peak = max(peak, float(density.max()))
         ax.stairs(density, bins, fill=True, color=color, alpha=0.45)
         ax.stairs(density, bins, color=color, lw=1.2, label=f"{name} (n={part[key].size:,})")
-        ax.axvline(part[f"{key}_mean"], color=color, ls="--", lw=1.2)
-    y = 1.08 * peak
+    y, top = 1.08 * peak, 1.55 * peak  # the arrow's height; headroom for the legend and the gap box
+    for key, color in (("intra", INTRA_COLOR), ("inter", INTER_COLOR)):
+        ax.axvline(part[f"{key}_mean"], ymax=y / top, color=color, ls="--", lw=1.2)
     ax.annotate("", xy=(part["inter_mean"], y), xytext=(part["intra_mean"], y),
                 arrowprops=dict(arrowstyle="<|-|>", color="black", lw=1.0, shrinkA=0, shrinkB=0, mutation_scale=8))
-    ax.set_ylim(0, 1.55 * peak)
+    ax.set_ylim(0, top)
     ax.legend(fontsize=7, loc="upper left", frameon=False)
-    ax.text(0.98, 0.97, f"{delta_name} = {part['delta']:.3f}\nintra mean {part['intra_mean']:.3f}\n"
-            f"inter mean {part['inter_mean']:.3f}", transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
+    ax.text(0.98, 0.97, f"{delta_name} = {part['delta']:.3g}\nintra mean {part['intra_mean']:.4g}\n"
+            f"inter mean {part['inter_mean']:.4g}", transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
             bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor="#999999"))
 
 
 def plot_distance_distributions(results: Mapping[str, dict], path: Optional[os.PathLike] = None,
-                                paper_pair: Optional[tuple[str, str]] = None, bins: int = 40, title: str = "",
-                                dpi: int = 110):
+                                paper_pair: Optional[tuple[str, str]] = None, bins: int = 40,
+                                share_bins: bool = False, title: str = "", dpi: int = 110):
     """Fig. 7: histograms of intra- vs inter-class distances, one column per model.
 
     The top row holds the text-to-visual distances (training identities; Fig. 7 (a)/(b)), the
     bottom row the cross-modality IR-to-visible distances (test set; Fig. 7 (c)/(d)). Each panel
     shows both densities, their means (dashed) and the gap delta between them; a model without
-    text features gets a "no text branch" panel. Bins are shared along a row.
+    text features gets a "no text branch" panel. Compare models by their deltas: cosine
+    distances of raw (un-centred) features can sit in very different ranges per model, so each
+    panel has its own bins unless ``share_bins``.
 
     Args:
         results: ``{model_label: distance_distributions(...)}`` in display order (e.g. baseline,
@@ -235,7 +239,8 @@ def plot_distance_distributions(results: Mapping[str, dict], path: Optional[os.P
         path: PNG to write (atomically); ``None`` to only return the figure.
         paper_pair: ``(reference, ours)`` labels whose gaps are named as in the paper
             (delta_1 / delta_2 text, delta_3 / delta_4 cross-modality); other panels say delta.
-        bins: histogram bins per row.
+        bins: histogram bins per panel.
+        share_bins: the same bin edges for every panel of a row (one x range).
         title: figure title (say the profile).
         dpi: resolution of the PNG.
 
@@ -257,7 +262,7 @@ def plot_distance_distributions(results: Mapping[str, dict], path: Optional[os.P
     axes = fig.subplots(2, len(labels), squeeze=False)
     for row, kind in enumerate(("text", "cross")):
         parts = [results[label][kind] for label in labels]
-        edges = np.linspace(*_row_range(parts), bins + 1)
+        row_edges = np.linspace(*_value_range(parts), bins + 1)
         for col, (label, part) in enumerate(zip(labels, parts)):
             ax = axes[row, col]
             if kind == "text":
@@ -270,6 +275,7 @@ def plot_distance_distributions(results: Mapping[str, dict], path: Optional[os.P
                         fontsize=9, color="#555555", transform=ax.transAxes)
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
+            edges = row_edges if share_bins else np.linspace(*_value_range([part]), bins + 1)
             _draw_panel(ax, part, edges, names.get((label, kind), r"$\delta$"))
             ax.set_xlabel(f"{metric} distance", fontsize=8)
             ax.tick_params(labelsize=7)

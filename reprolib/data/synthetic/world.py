@@ -48,6 +48,10 @@ class WorldSpec:
         height: frame height on disk (pixels).
         width: frame width on disk (pixels).
         workers: render processes (0: in the calling process).
+        still_images: a world for the image benchmarks (SYSU-MM01, RegDB): every tracklet is a
+            short burst of stills (``length_range`` may lie below ``MIN_SEQ_LEN``), and there
+            are no short tracklets, since image loaders have no length filter to exercise
+            (``short_fraction`` must be 0 and ``short_length_range`` is unused).
     """
 
     name: str
@@ -64,6 +68,7 @@ class WorldSpec:
     height: int = 128
     width: int = 64
     workers: int = 0
+    still_images: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,8 +78,14 @@ class WorldSpec:
             problems.append(f"cams_per_modality {self.cams_per_modality} must lie in 1..num_cameras={self.num_cameras}")
         if not 1 <= self.tracklets_per_camera[0] <= self.tracklets_per_camera[1]:
             problems.append(f"tracklets_per_camera {self.tracklets_per_camera} must be 1 <= min <= max")
-        if not (2 <= self.short_length_range[0] <= self.short_length_range[1] < MIN_SEQ_LEN
-                <= self.length_range[0] <= self.length_range[1]):
+        if self.still_images:
+            if not 1 <= self.length_range[0] <= self.length_range[1]:
+                problems.append(f"length_range {self.length_range} must be 1 <= min <= max")
+            if self.short_fraction:
+                problems.append(f"still-image worlds have no short tracklets: short_fraction must be 0, "
+                                f"got {self.short_fraction}")
+        elif not (2 <= self.short_length_range[0] <= self.short_length_range[1] < MIN_SEQ_LEN
+                  <= self.length_range[0] <= self.length_range[1]):
             problems.append(
                 f"need 2 <= short_length_range {self.short_length_range} < {MIN_SEQ_LEN} <= length_range {self.length_range}"
             )
@@ -82,9 +93,15 @@ class WorldSpec:
             raise ValueError(f"invalid WorldSpec '{self.name}': " + "; ".join(problems))
 
     def fingerprint(self) -> str:
-        """Short hash of every field that changes the generated content (not ``workers``)."""
+        """Short hash of every field that changes the generated content (not ``workers``).
+
+        ``still_images`` enters only when set, so the video presets keep the fingerprint they
+        had before the field existed (their trees on disk stay valid).
+        """
         d = dataclasses.asdict(self)
         d.pop("workers")
+        if not self.still_images:
+            d.pop("still_images")
         d["generator_version"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -120,6 +137,21 @@ WORLD_SPECS: dict[str, WorldSpec] = {
         workers=2,
     ),
 }
+
+
+#: Frames (images) per tracklet of the still-image presets: a burst of consecutive frames. The
+#: image benchmarks need only a few images per (identity, camera); rendering costs about 2.5 ms
+#: per frame, so planning short bursts (rather than rendering whole walks and keeping every k-th
+#: frame) keeps the embedded SYSU-MM01 and RegDB worlds at a few thousand images, generated in
+#: seconds. Every planned frame is written, as in the video layouts.
+STILL_BURST = (2, 3)
+#: Still-image preset of each video preset, used for the SYSU-MM01 and RegDB layouts.
+IMAGE_SCALES = {"smoke": "smoke-image", "embedded": "embedded-image"}
+WORLD_SPECS.update({
+    image: dataclasses.replace(WORLD_SPECS[video], name=image, still_images=True, length_range=STILL_BURST,
+                               short_length_range=STILL_BURST, short_fraction=0.0)
+    for video, image in IMAGE_SCALES.items()
+})
 
 
 def get_world_spec(scale: str | WorldSpec) -> WorldSpec:
@@ -483,7 +515,7 @@ def build_world(spec: WorldSpec | str, seed: int = 0, paired: bool = False, num_
             plans += _plan_paired(spec, seed, pid, split, cameras, n_cams)
         else:
             plans += _plan_unpaired(spec, seed, pid, split, cameras)
-    if not paired:
+    if not paired and not spec.still_images:
         for split in ("train", "test"):
             if not any(t.split == split and t.length < MIN_SEQ_LEN for t in plans):
                 plans = _ensure_short(spec, seed, plans, min(p for p, s in splits.items() if s == split))

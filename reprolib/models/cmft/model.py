@@ -31,28 +31,24 @@ other term is named in ``model.extra.losses`` per training stage and looked up i
 * a CMFT loss is ``fn(features, **options) -> scalar Tensor`` with ``features`` the dict
   documented at :data:`FEATURE_KEYS` and ``options`` = ``model.extra.loss_options[name]``;
   the component is reported under its name, times its weight;
-* built in today: ``triplet`` = batch-hard triplet (``reprolib.losses.TripletLoss``, margin
-  ``loss.triplet_margin``) within each of the RGB, IR and fused spaces, summed: with margin
-  0.1 this is eqs. 7-9 with a mean over anchors (reference/cmft.md 5.2). ``reprolib.losses.cmft``
-  adds its losses (``cross``, ``msrl``, ``mdl``, ``hct``, ``wrt``, ``cmt``) by exposing a mapping
-  ``CMFT_LOSSES: dict[str, fn]`` with that signature; its names win over the built-in ones.
+* the terms are ``reprolib.losses.cmft.CMFT_LOSSES``: ``cross`` (L_cross, eqs. 7-10), ``msrl``,
+  ``mdl``, and the Table 4 comparison terms ``wrt``, ``hetero_center``, ``cmt_standin``.
 
 ``model.extra`` keys: see :class:`CMFTExtra`.
 """
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from reprolib.config import LossConfig, from_dict
 from reprolib.data.types import Modality
-from reprolib.losses import TripletLoss, build_id_loss
+from reprolib.losses import build_id_loss
+from reprolib.losses.cmft import CMFT_LOSSES
 from reprolib.models.base import ReIDModel, check_choice
 from reprolib.models.cmft.ccf import VARIANTS, CCFOptions, build_fusion
 from reprolib.models.cmft.resnet import build_tsm_resnet
@@ -66,19 +62,16 @@ __all__ = ["CMFT", "CMFTExtra", "CMFTLoss", "FEATURE_KEYS", "cmft_loss_table"]
 #: baselines), ``labels (B,)`` identities (shared by the three: pair j is one identity), and the
 #: BNNeck outputs ``rgb_bn``, ``ir_bn``, ``fused_bn`` (for cosine variants such as MSRL_cosine).
 FEATURE_KEYS: tuple[str, ...] = ("rgb", "ir", "fused", "labels", "rgb_bn", "ir_bn", "fused_bn")
-_SPACES = ("rgb", "ir", "fused")
 
 #: A CMFT loss: ``fn(features: Mapping[str, Tensor], **options) -> Tensor`` (a scalar).
 CMFTLoss = Callable[..., Tensor]
 
 _STAGES = ("stage1", "stage2")
-_PLUGIN_MODULE = "reprolib.losses.cmft"
 
 
 def _default_losses() -> dict:
-    # What exists today (reprolib.losses): the intra-space triplet = L_cross with loss.triplet_margin=0.1.
-    # With reprolib.losses.cmft: {"stage1": {"cross": 1.0}, "stage2": {"msrl": 0.3, "mdl": 0.7}} (eqs. 18-19).
-    return {"stage1": {"triplet": 1.0}, "stage2": {"triplet": 1.0}}
+    # The paper's progressive schedule: L_ID + L_cross (eq. 18), then L_ID + 0.3 L_MSRL + 0.7 L_MDL (eq. 19).
+    return {"stage1": {"cross": 1.0}, "stage2": {"msrl": 0.3, "mdl": 0.7}}
 
 
 @dataclass(frozen=True)
@@ -141,29 +134,13 @@ class CMFTExtra:
         return {k: float(v) for k, v in (self.losses.get(f"stage{stage}") or {}).items()}
 
 
-def cmft_loss_table(loss_cfg: Any) -> dict[str, CMFTLoss]:
-    """Every CMFT loss by name: the built-in ones, then ``reprolib.losses.cmft.CMFT_LOSSES``.
+def cmft_loss_table() -> dict[str, CMFTLoss]:
+    """Every CMFT loss by name (``reprolib.losses.cmft.CMFT_LOSSES``): the single plug-in point.
 
-    **This is the single plug-in point of the CMFT losses.** An entry is
-    ``fn(features: Mapping[str, Tensor], **options) -> Tensor`` with ``features`` as in
-    :data:`FEATURE_KEYS`.
-
-    Args:
-        loss_cfg: the ``LossConfig`` (``triplet_margin`` of the built-in ``triplet``).
-
-    Returns:
-        ``{name: fn}``.
+    An entry is ``fn(features: Mapping[str, Tensor], **options) -> Tensor`` with ``features`` as in
+    :data:`FEATURE_KEYS` and ``options`` from ``model.extra.loss_options[name]``.
     """
-    triplet = TripletLoss(margin=loss_cfg.triplet_margin, soft_margin=loss_cfg.triplet_margin <= 0)
-
-    def intra_space_triplet(features: Mapping[str, Tensor]) -> Tensor:
-        """Eqs. 7-9: batch-hard triplet within the RGB, IR and fused spaces, summed."""
-        return sum(triplet(features[k], features["labels"]) for k in _SPACES if k in features)
-
-    table: dict[str, CMFTLoss] = {"triplet": intra_space_triplet}
-    if importlib.util.find_spec(_PLUGIN_MODULE) is not None:  # import errors inside it propagate
-        table.update(getattr(importlib.import_module(_PLUGIN_MODULE), "CMFT_LOSSES", {}))
-    return table
+    return dict(CMFT_LOSSES)
 
 
 @register_model("cmft")
@@ -196,13 +173,13 @@ class CMFT(ReIDModel):
         self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig(triplet="none")
         if self.loss_cfg.triplet != "none":
             raise ValueError(f"loss.triplet={self.loss_cfg.triplet!r}: the cmft family takes its metric terms from "
-                             "model.extra.losses (e.g. stage1: {triplet: 1.0}); set loss.triplet=none")
-        table = cmft_loss_table(self.loss_cfg)
+                             "model.extra.losses (e.g. stage1: {cross: 1.0}); set loss.triplet=none")
+        table = cmft_loss_table()
         for stage in (1, 2):
             for name in self.extra.stage_losses(stage):
                 if name not in table:
                     raise ValueError(f"model.extra.losses.stage{stage}: unknown CMFT loss {name!r}; available: "
-                                     f"{', '.join(sorted(table))} (built in, plus {_PLUGIN_MODULE}.CMFT_LOSSES)")
+                                     f"{', '.join(sorted(table))} (reprolib.losses.cmft.CMFT_LOSSES)")
         self.loss_fns = table
         bb = model_cfg.backbone
         self.stream_rgb = build_tsm_resnet(bb.arch, bb.pretrained, bb.weights_path, self.extra.last_stride,
