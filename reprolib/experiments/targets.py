@@ -62,6 +62,11 @@ class RowSpec:
         dataset: the paper's dataset key for this row (``hitsz-vcm``, ``bupt``, ...).
         smoke: also run under the smoke profile (CI); other rows show as pending there.
         note: shown beside the row (why it is pending, what it stands for).
+        select: a dotted path inside each direction's metrics to read instead of the top level
+            (``modes.indoor``: SYSU-MM01's indoor-search numbers of the same run).
+        trials: train once per trial with ``data.regdb_trial=<t>`` and report the mean over the
+            runs (RegDB's ten splits); ``miniature_trials`` replaces it under smoke/embedded.
+        exact: the paper's number must be reproduced exactly (cost targets: VLD Table X).
     """
 
     row: str
@@ -74,6 +79,10 @@ class RowSpec:
     dataset: str = "hitsz-vcm"
     smoke: bool = False
     note: str = ""
+    select: str = ""
+    trials: tuple[int, ...] = ()
+    miniature_trials: tuple[int, ...] = ()
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -152,8 +161,8 @@ class Target:
 def _target_from_dict(paper: str, item: str, d: dict) -> Target:
     where = f"reprolib/experiments/targets/{paper}.yaml:{item}"
     d = dict(d)
-    rows = tuple(from_dict(RowSpec, {**r, "overrides": tuple(r.get("overrides", ())),
-                                     "miniature_overrides": tuple(r.get("miniature_overrides", ()))}, f"{where}.rows")
+    tuples = ("overrides", "miniature_overrides", "trials", "miniature_trials")
+    rows = tuple(from_dict(RowSpec, {**r, **{k: tuple(r.get(k, ())) for k in tuples}}, f"{where}.rows")
                  for r in d.pop("rows", ()))
     claims = tuple(from_dict(ClaimSpec, c, f"{where}.claims") for c in d.pop("claims", ()))
     t = from_dict(Target, {**d, "paper": paper, "item": item, "rows": (), "claims": (),
@@ -256,6 +265,32 @@ def config_available(name: str) -> bool:
     return all((CONFIG_DIR / f"{part.strip()}.yaml").is_file() for part in name.split("+"))
 
 
+def _select(metrics: dict, path: str) -> dict:
+    for key in path.split("."):
+        metrics = metrics[key]
+    return metrics
+
+
+def _row_run(spec: RowSpec, target: Target, wb: Any, overrides: tuple[str, ...], train: bool) -> Any:
+    """The run of one row: one run, or the trial mean of one run per trial; ``select`` applied."""
+    import dataclasses
+
+    from reprolib.engine.evaluator import aggregate_trial_runs
+
+    trials = spec.miniature_trials if (wb.profile in MINIATURE_PROFILES and spec.miniature_trials) else spec.trials
+    if trials:
+        per_trial = [wb.run(spec.config, *overrides, f"data.regdb_trial={t}", train=train) for t in trials]
+        run = dataclasses.replace(per_trial[0], metrics={
+            **per_trial[0].metrics, "eval": aggregate_trial_runs([r.metrics["eval"] for r in per_trial], trials),
+            "train_time_s": sum(r.metrics["train_time_s"] for r in per_trial)})
+    else:
+        run = wb.run(spec.config, *overrides, train=train)
+    if spec.select:
+        run = dataclasses.replace(run, metrics={**run.metrics, "eval": {
+            d: {**m, **_select(m, spec.select)} for d, m in run.metrics["eval"].items()}})
+    return run
+
+
 def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
     """Run (or load) every runnable row of ``target`` and compare with the paper.
 
@@ -280,7 +315,7 @@ def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
         log.info("%s %s: row %d/%d %r (%s %s)", target.paper, target.item, i, len(rows), spec.label, spec.config,
                  " ".join(overrides))
         try:
-            runs[spec.label] = wb.run(spec.config, *overrides, train=train)
+            runs[spec.label] = _row_run(spec, target, wb, overrides, train)
         except FileNotFoundError:
             log.info("  not run yet: %s", spec.label)
     ours = [_paper_setting(r, target.directions) for spec in target.rows if spec.label in runs

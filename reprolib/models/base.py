@@ -20,14 +20,15 @@ reference/vld.md 5.4).
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from reprolib.data.types import Modality
 
-__all__ = ["ReIDModel", "build_param_groups", "is_bias_param"]
+__all__ = ["ReIDModel", "build_param_groups", "is_bias_param", "extract_tracklet_features", "stack_modalities",
+           "check_choice"]
 
 
 def is_bias_param(name: str) -> bool:
@@ -133,6 +134,58 @@ class ReIDModel(nn.Module, abc.ABC):
         """Number of parameters whose names start with ``prefix``."""
         return sum(p.numel() for n, p in self.named_parameters()
                    if n.startswith(prefix) and (p.requires_grad or not trainable_only))
+
+
+def extract_tracklet_features(encode: Callable[..., Tensor], model: nn.Module, tracklets: Sequence[Any],
+                              data_cfg: Any, sampling: str, device: torch.device,
+                              amp_dtype: Optional[torch.dtype] = None,
+                              use_camid: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """One feature per tracklet, with the test transform and ``model`` in eval mode (then restored).
+
+    What every family with state built from the training set uses at an epoch start: X-ReID's CPC
+    memories, CLIP-ReID's stage-1 feature cache, TF-CLIP's CLIP-Memory. Dense sampling (several
+    clips per tracklet) averages the clip features, as TF-CLIP's memory does.
+
+    Args:
+        encode: ``encode(clips (B, T, 3, H, W), camid (B,) | None) -> (B, d)`` clip features.
+        model: the module whose mode is switched to eval and back.
+        tracklets: the tracklets (training: both modalities, labels 0..N_c-1).
+        data_cfg: the experiment's ``DataConfig`` (size, normalisation, batch size, workers).
+        sampling: a ``data.test_sampling`` name for the extraction clips.
+        device: where the model lives.
+        amp_dtype: autocast dtype (``trainer.amp.dtype``), or ``None``.
+        use_camid: pass the tracklets' cameras to ``encode`` (SIE); else ``None``.
+
+    Returns:
+        ``(features (n, d) float32, labels (n,), modality (n,))`` on ``device``.
+    """
+    from contextlib import nullcontext
+    from dataclasses import replace
+
+    from reprolib.data.video import build_test_loader
+
+    cfg = replace(data_cfg, test_sampling=sampling)
+    was_training = model.training
+    model.eval()
+    feats, labels, modality = [], [], []
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    try:
+        with torch.no_grad(), autocast:
+            for batch in build_test_loader(list(tracklets), cfg):
+                x = batch["frames"].to(device)
+                camid = batch["camid"].to(device) if use_camid else None
+                if x.dim() == 6:  # dense: (B, C_clips, T, 3, H, W), clip features averaged
+                    b, c = x.shape[:2]
+                    cam = camid.repeat_interleave(c) if camid is not None else None  # (B*C,)
+                    f = encode(x.flatten(0, 1), cam).view(b, c, -1).mean(dim=1)  # (B, d)
+                else:
+                    f = encode(x, camid)  # (B, d)
+                feats.append(f.float())
+                labels.append(batch["pid"])
+                modality.append(batch["modality"])
+    finally:
+        model.train(was_training)
+    return torch.cat(feats), torch.cat(labels).to(device), torch.cat(modality).to(device)
 
 
 def stack_modalities(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

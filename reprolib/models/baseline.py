@@ -108,11 +108,7 @@ class CLIPBaseline(ReIDModel):
             ``{"tokens": (B*T, L, D_vit), "frame": (B, T, D), "feat": (B, D) pre-BN,
             "bn_feat": (B, D)}``.
         """
-        if x.dim() == 4:
-            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
-        b, t = x.shape[:2]
-        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
-        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, N = B*T
+        out, b, t = self.visual.encode_video(x, camid)  # per frame: B*T
         frame = out[self.feature].view(b, t, -1)  # (B, T, D)
         feat = self.temporal_pool(frame)  # (B, D)
         return {"tokens": out["tokens"], "frame": frame, "feat": feat, "bn_feat": self.neck(feat)}

@@ -232,6 +232,23 @@ class CLIPVisualEncoder(nn.Module):
         """Same as :meth:`forward_tokens`."""
         return self.forward_tokens(x, camid)
 
+    def encode_video(self, x: Tensor, camid: Optional[Tensor] = None) -> tuple[dict[str, Tensor], int, int]:
+        """Per-frame outputs of a clip batch: every frame through the ViT, each with its clip's camera.
+
+        Args:
+            x: ``(B, T, 3, H, W)`` clips (``(B, 3, H, W)`` is read as T = 1).
+            camid: ``(B,)`` camera ids (SIE), repeated over the T frames.
+
+        Returns:
+            ``(out, B, T)`` with ``out`` the :meth:`forward_tokens` dict of the ``B*T`` frames
+            (frame ``b*T + t`` is frame t of clip b; ``out[k].view(B, T, -1)`` regroups them).
+        """
+        if x.dim() == 4:
+            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
+        b, t = x.shape[:2]
+        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
+        return self.forward_tokens(x.flatten(0, 1), frame_camid), b, t
+
 
 def create_clip_visual(backbone_cfg: Any, image_size: Optional[tuple[int, int]] = None, num_cameras: int = 0,
                        clip_model: Optional[nn.Module] = None) -> CLIPVisualEncoder:

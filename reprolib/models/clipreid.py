@@ -57,9 +57,8 @@ ViT-B/16), ranked by cosine (``FEAT_NORM: yes``); ``test_feature=bn`` gives ``[B
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -68,14 +67,14 @@ from reprolib.config import LossConfig, from_dict
 from reprolib.data.sampling import TEST_SAMPLING
 from reprolib.data.types import Modality, Tracklet
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.models.base import ReIDModel, build_param_groups, check_choice, stack_modalities
+from reprolib.models.base import ReIDModel, build_param_groups, check_choice, extract_tracklet_features, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner, resolve_template
 from reprolib.models.registry import register_model
 from reprolib.models.weights import create_clip_model
 
-__all__ = ["CLIPReID", "CLIPReIDExtra", "FeatureCache", "supcon_loss", "extract_train_features",
+__all__ = ["CLIPReID", "CLIPReIDExtra", "FeatureCache", "supcon_loss",
            "bank_index", "BANK_NAMES"]
 
 logger = logging.getLogger(__name__)
@@ -134,49 +133,6 @@ def supcon_loss(anchors: Tensor, contrast: Tensor, anchor_labels: Tensor, contra
 
 
 @torch.no_grad()
-def extract_train_features(encode: Callable[[Tensor], Tensor], model: nn.Module, tracklets: Sequence[Tracklet],
-                           data_cfg: Any, sampling: str, device: torch.device,
-                           amp_dtype: Optional[torch.dtype] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """One feature per training tracklet, with the test transform and ``model`` in eval mode.
-
-    Shared by CLIP-ReID's stage-1 cache and TF-CLIP's CLIP-Memory. Dense sampling (several
-    clips per tracklet) averages the clip features, as TF-CLIP's memory does.
-
-    Args:
-        encode: ``(B, T, 3, H, W) -> (B, d)`` clip features (no SIE).
-        model: the module whose mode is switched to eval and back.
-        tracklets: training tracklets of both modalities (labels 0..N_c-1).
-        data_cfg: the experiment's ``DataConfig`` (size, normalisation, batch size, workers).
-        sampling: a ``data.test_sampling`` name for the extraction clips.
-        device: where the model lives.
-        amp_dtype: autocast dtype (``trainer.amp.dtype``), or ``None``.
-
-    Returns:
-        ``(features (n, d) float32, labels (n,), modality (n,))`` on ``device``.
-    """
-    from reprolib.data.video import build_test_loader
-
-    cfg = replace(data_cfg, test_sampling=sampling)
-    was_training = model.training
-    model.eval()
-    feats, labels, modality = [], [], []
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    try:
-        with autocast:
-            for batch in build_test_loader(list(tracklets), cfg):
-                x = batch["frames"].to(device)
-                if x.dim() == 6:  # dense: (B, C_clips, T, 3, H, W), clip features averaged
-                    f = encode(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1).mean(dim=1)  # (B, d)
-                else:
-                    f = encode(x)  # (B, d)
-                feats.append(f.float())
-                labels.append(batch["pid"])
-                modality.append(batch["modality"])
-    finally:
-        model.train(was_training)
-    return torch.cat(feats), torch.cat(labels).to(device), torch.cat(modality).to(device)
-
-
 class FeatureCache(nn.Module):
     """Stage-1 cache of frozen image features, with a resumable random batch order.
 
@@ -369,11 +325,7 @@ class CLIPReID(ReIDModel):
             ``tokens (B*T, L, D)``, ``frame (B, T, D)``, ``feat`` f, ``proj`` f_p, ``last`` f_last
             (TAP of the [CLS] entering the last block), ``bn_feat``, ``bn_proj``.
         """
-        if x.dim() == 4:
-            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
-        b, t = x.shape[:2]
-        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
-        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, B*T
+        out, b, t = self.visual.encode_video(x, camid)  # per frame: B*T
         frame = out["cls"].view(b, t, -1)  # (B, T, D)
         feat = self.temporal_pool(frame)  # (B, D)
         proj = self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
@@ -382,10 +334,10 @@ class CLIPReID(ReIDModel):
                 "bn_feat": self.bn_feat(feat), "bn_proj": self.bn_proj(proj)}
 
     @torch.no_grad()
-    def image_features(self, x: Tensor) -> Tensor:
-        """Frozen stage-1 feature ``(B, d)``: TAP of the projected [CLS], without SIE."""
-        b, t = x.shape[:2]
-        return self.temporal_pool(self.visual(x.flatten(0, 1))["proj"].view(b, t, -1))  # (B, d)
+    def image_features(self, x: Tensor, camid: Optional[Tensor] = None) -> Tensor:
+        """Frozen stage-1 feature ``(B, d)``: TAP of the projected [CLS], without SIE (``camid`` is ignored)."""
+        out, b, t = self.visual.encode_video(x)  # per frame: B*T
+        return self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
 
     def text_features_of(self, bank: str, labels: Optional[Tensor] = None) -> Tensor:
         """Text features ``(C', d)`` of one bank's prompts (all identities, or ``labels``);
@@ -444,7 +396,7 @@ class CLIPReID(ReIDModel):
                             amp_dtype: Optional[torch.dtype] = None) -> None:
         """Extract the stage-1 cache: one frozen feature per training tracklet (eval mode, test
         transform, ``cache_sampling`` frames, no SIE)."""
-        feats, labels, modality = extract_train_features(self.image_features, self, tracklets, data_cfg,
+        feats, labels, modality = extract_tracklet_features(self.image_features, self, tracklets, data_cfg,
                                                          self.extra.cache_sampling, device, amp_dtype)
         self.feature_cache.fill(feats, labels, modality)
         logger.info("CLIP-ReID: stage-1 cache of %d training tracklets", len(self.feature_cache))

@@ -42,7 +42,7 @@ Why not X-ReID's :class:`~reprolib.models.xreid.cpc.PrototypeMemory`: CPC's prot
 L2-normalised and momentum-updated with hard samples, while TF-CLIP's memory is an
 **unnormalised** mean that is never updated and enters raw dot-product logits (its scale
 matters). The memory here is therefore a plain buffer ``(banks, N_c, d)``; the extraction loop
-is shared with CLIP-ReID's stage-1 cache (:func:`~reprolib.models.clipreid.extract_train_features`).
+is shared with CLIP-ReID's stage-1 cache (:func:`~reprolib.models.base.extract_tracklet_features`).
 
 ``model.extra`` keys: :class:`TFCLIPExtra`.
 """
@@ -61,7 +61,8 @@ from reprolib.data.types import Tracklet
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
 from reprolib.models.base import ReIDModel, build_param_groups, check_choice, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
-from reprolib.models.clipreid import BANK_NAMES, bank_index, extract_train_features
+from reprolib.models.base import extract_tracklet_features
+from reprolib.models.clipreid import BANK_NAMES, bank_index
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.registry import register_model
 from reprolib.models.xreid.mii import _multihead
@@ -329,11 +330,7 @@ class TFCLIP(ReIDModel):
             tokens averaged over T: SSP's input), ``tmd_frame`` ``(B, T, D)``, ``tmd`` o^TMD
             ``(B, D)``, and ``bn_feat``, ``bn_proj``, ``bn_tmd``.
         """
-        if x.dim() == 4:
-            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
-        b, t = x.shape[:2]
-        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
-        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, B*T
+        out, b, t = self.visual.encode_video(x, camid)  # per frame: B*T
         feat = self.temporal_pool(out["cls"].view(b, t, -1))  # (B, D)
         proj = self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
         tokens = out["tokens"]  # (B*T, L, D) after ln_post
@@ -404,10 +401,10 @@ class TFCLIP(ReIDModel):
 
     # -- CLIP-Memory ----------------------------------------------------------------------
     @torch.no_grad()
-    def memory_features(self, x: Tensor) -> Tensor:
-        """Memory feature ``(B, d)`` of a clip batch: TAP of the projected [CLS], without SIE."""
-        b, t = x.shape[:2]
-        return self.temporal_pool(self.visual(x.flatten(0, 1))["proj"].view(b, t, -1))  # (B, d)
+    def memory_features(self, x: Tensor, camid: Optional[Tensor] = None) -> Tensor:
+        """Memory feature ``(B, d)`` of a clip batch: TAP of the projected [CLS], without SIE (``camid`` is ignored)."""
+        out, b, t = self.visual.encode_video(x)  # per frame: B*T
+        return self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
 
     @torch.no_grad()
     def set_memory(self, features: Tensor, labels: Tensor, modality: Tensor) -> None:
@@ -424,7 +421,7 @@ class TFCLIP(ReIDModel):
                        amp_dtype: Optional[torch.dtype] = None) -> None:
         """Extract CLIP-Memory from the training tracklets (eval mode, test transform,
         ``memory_sampling`` clips, no SIE)."""
-        feats, labels, modality = extract_train_features(self.memory_features, self, tracklets, data_cfg,
+        feats, labels, modality = extract_tracklet_features(self.memory_features, self, tracklets, data_cfg,
                                                          self.extra.memory_sampling, device, amp_dtype)
         self.set_memory(feats, labels, modality)
         logger.info("TF-CLIP: memory extracted from %d training tracklets", feats.shape[0])

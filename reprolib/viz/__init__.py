@@ -49,79 +49,60 @@ def tracklet_strips(tracklets: Sequence[Tracklet], frames: int = 6, titles: Opti
     return fig
 
 
-def paper_vs_ours_bars(table, metric: str = "R1", title: str = ""):
-    """Grouped bars of a side-by-side table (columns ``row``, ``setting``, ``paper``, ``ours``).
-
-    Paper numbers are hatched; ours are solid. The profile belongs in ``title``: embedded numbers
-    are a miniature, not a claim about the real benchmark.
-    """
-    import matplotlib.pyplot as plt
-
-    t = table[table["metric"] == metric]
-    labels = [f"{r}\n{s}" for r, s in zip(t["row"], t["setting"])]
-    x = np.arange(len(t))
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(t)), 3))
-    ax.bar(x - 0.2, t["paper"].astype(float), 0.4, label="paper (real data)", hatch="//", color="#bbbbbb",
-           edgecolor="#555555")
-    ax.bar(x + 0.2, t["ours"].astype(float), 0.4, label="ours", color="#4575b4")
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylabel(f"{metric} (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def _setting_dict(setting: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in str(setting).split(";") if "=" in kv)
 
 
-def paper_vs_ours_panels(table, metric: str = "R1", title: str = ""):
-    """Two panels of a side-by-side table: the paper's numbers and ours, each on its own scale.
+def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = ""):
+    """The paper's numbers and ours side by side, one row of two panels per metric.
 
     The miniature's absolute numbers are far from the real benchmark's, so what can be compared is
-    the *order* of the rows: the panels share the row order and the colours (one per direction),
-    and each has the y-range of its own numbers.
+    the *order* of the rows: the two panels of a metric share the row order and the colours (one per
+    direction), and each has the y-range of its own numbers. Rows without a number of ours are
+    marked ``pending``.
 
     Args:
         table: long table of :func:`reprolib.experiments.compare.side_by_side`.
-        metric: which metric.
+        metrics: which metrics (one row of panels each; those absent from ``table`` are skipped).
         title: figure title (name the profile: embedded numbers are not real-benchmark claims).
     """
     import matplotlib.pyplot as plt
 
-    t = table[table["metric"] == metric].copy()
+    metrics = [m for m in metrics if (table["metric"] == m).any()]
+    t = table[table["metric"].isin(metrics)].copy()
     t["direction"] = [_setting_dict(s).get("direction", "") for s in t["setting"]]
     t["group"] = [f"{r}" + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
                   for r, s in zip(t["row"], t["setting"])]
     groups = list(dict.fromkeys(t["group"]))
-    directions = [d for d in ("ir2rgb", "rgb2ir", "") if d in set(t["direction"])]
-    colours = {"ir2rgb": "#4575b4", "rgb2ir": "#d73027", "": "#666666"}
+    directions = [d for d in dict.fromkeys(t["direction"])]
+    palette = ["#4575b4", "#d73027", "#1a9850", "#984ea3"]
+    colours = {d: palette[i % len(palette)] for i, d in enumerate(directions)}
     width = 0.8 / max(1, len(directions))
-    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(groups) * 2), 3.2))
-    for ax, col, name in zip(axes, ("paper", "ours"), ("paper (real benchmark)", "ours")):
-        for j, d in enumerate(directions):
-            sub = t[t["direction"] == d].set_index("group")
-            vals = [float(sub[col].get(g, np.nan)) if g in sub.index else np.nan for g in groups]
-            x = np.arange(len(groups)) + (j - (len(directions) - 1) / 2) * width
-            ax.bar(x, vals, width, color=colours[d], label=d or metric,
-                   hatch="//" if col == "paper" else None, edgecolor="#333333", linewidth=0.4)
-            for xi, v in zip(x, vals):
-                if np.isnan(v):
-                    ax.text(xi, 0.02, "pending" if col == "ours" else "n/a", rotation=90, ha="center",
-                            va="bottom", fontsize=6, color="#888888", transform=ax.get_xaxis_transform())
-        ax.set_xticks(np.arange(len(groups)), groups, fontsize=7)
-        ax.set_title(name, fontsize=9)
-        ax.set_ylabel(f"{metric} (%)")
-        finite = t[col].astype(float).dropna()
-        if len(finite):
-            lo, hi = float(finite.min()), float(finite.max())
-            pad = max(1.0, 0.15 * (hi - lo))
-            ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
-        else:
-            ax.text(0.5, 0.5, "no numbers", ha="center", va="center", transform=ax.transAxes, color="#888888")
-        ax.legend(fontsize=7, loc="best", framealpha=0.7)
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(max(6.0, 1.1 * len(groups) * 2), 2.6 * len(metrics) + 0.4),
+                             squeeze=False)
+    for i, metric in enumerate(metrics):
+        tm = t[t["metric"] == metric]
+        for ax, col, name in zip(axes[i], ("paper", "ours"), ("paper (real benchmark)", "ours")):
+            for j, d in enumerate(directions):
+                sub = tm[tm["direction"] == d].set_index("group")
+                vals = [float(sub[col].get(g, np.nan)) if g in sub.index else np.nan for g in groups]
+                x = np.arange(len(groups)) + (j - (len(directions) - 1) / 2) * width
+                ax.bar(x, vals, width, color=colours[d], label=d or metric,
+                       hatch="//" if col == "paper" else None, edgecolor="#333333", linewidth=0.4)
+                for xi, v in zip(x, vals):
+                    if np.isnan(v):
+                        ax.text(xi, 0.02, "pending" if col == "ours" else "n/a", rotation=90, ha="center",
+                                va="bottom", fontsize=6, color="#888888", transform=ax.get_xaxis_transform())
+            ax.set_xticks(np.arange(len(groups)), groups if i == len(metrics) - 1 else [""] * len(groups), fontsize=7)
+            ax.set_title(f"{name}: {metric}", fontsize=9)
+            ax.set_ylabel(f"{metric} (%)" if metric in ("R1", "R5", "R10", "R20", "mAP", "mINP") else metric, fontsize=8)
+            finite = tm[col].astype(float).dropna()
+            if len(finite):
+                lo, hi = float(finite.min()), float(finite.max())
+                pad = max(0.5, 0.15 * (hi - lo))
+                ax.set_ylim(max(0.0, lo - pad), hi + pad)
+            if i == 0 and len(directions) > 1:
+                ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -172,5 +153,5 @@ def save_figure(fig, path: os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-__all__ = ["tracklet_strips", "retrieval_figure", "plot_retrieval_grid", "paper_vs_ours_bars", "save_figure",
+__all__ = ["tracklet_strips", "retrieval_figure", "plot_retrieval_grid", "paper_vs_ours_panels", "sweep_plot", "save_figure",
            "load_frame", "HIT", "MISS", "Modality"]

@@ -52,9 +52,7 @@ buffers (``cpc.memories.*.features``), so a resume restores them.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -66,7 +64,7 @@ from reprolib.data.sampling import TEST_SAMPLING
 from reprolib.data.types import Tracklet
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
 from reprolib.losses.cmcl import cmcl_loss
-from reprolib.models.base import ReIDModel, check_choice, is_bias_param, stack_modalities
+from reprolib.models.base import ReIDModel, check_choice, extract_tracklet_features, is_bias_param, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.registry import register_model
@@ -244,11 +242,7 @@ class XReID(ReIDModel):
             ``patches (B, T, N, D)`` (detached with ``mii_detach``), and per enabled branch
             ``sii``/``lii`` ``(B, T, D)`` frame outputs.
         """
-        if x.dim() == 4:
-            x = x.unsqueeze(1)  # (B, 1, 3, H, W)
-        b, t = x.shape[:2]
-        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
-        out = self.visual(x.flatten(0, 1), frame_camid)  # per frame, B*T
+        out, b, t = self.visual.encode_video(x, camid)  # per frame: B*T
         frame = out["cls"].view(b, t, -1)  # (B, T, D)
         frame_proj = out["proj"].view(b, t, -1)  # (B, T, d)
         feat, proj = self.temporal_pool(frame), self.temporal_pool(frame_proj)  # (B, D), (B, d)
@@ -348,9 +342,7 @@ class XReID(ReIDModel):
             b, c = x.shape[:2]
             cam = camid.repeat_interleave(c) if camid is not None else None
             return self.memory_features(x.flatten(0, 1), cam).view(b, c, -1).mean(dim=1)  # (B, D + d)
-        b, t = x.shape[:2]
-        frame_camid = camid.repeat_interleave(t) if camid is not None else None  # (B*T,)
-        out = self.visual(x.flatten(0, 1), frame_camid)
+        out, b, t = self.visual.encode_video(x, camid)  # per frame: B*T
         feat = self.temporal_pool(out["cls"].view(b, t, -1))  # (B, D)
         proj = self.temporal_pool(out["proj"].view(b, t, -1))  # (B, d)
         return torch.cat([self.bn_feat(feat), self.bn_proj(proj)], dim=1)  # (B, D + d)
@@ -372,24 +364,10 @@ class XReID(ReIDModel):
         """
         if self.cpc is None:
             return
-        from reprolib.data.video import build_test_loader
-
-        cfg = dataclasses.replace(data_cfg, test_sampling=self.extra.memory_sampling)
-        was_training = self.training
-        self.eval()
-        feats, labels, modality = [], [], []
-        autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
-        try:
-            with autocast:
-                for batch in build_test_loader(list(tracklets), cfg):
-                    camid = batch["camid"].to(device) if self.extra.memory_sie else None
-                    feats.append(self.memory_features(batch["frames"].to(device), camid).float())
-                    labels.append(batch["pid"])
-                    modality.append(batch["modality"])
-        finally:
-            self.train(was_training)
-        feats_t = torch.cat(feats)  # (n, D + d)
-        self.cpc.initialize(feats_t, torch.cat(labels).to(device), torch.cat(modality).to(device))
+        feats_t, labels, modality = extract_tracklet_features(
+            self.memory_features, self, tracklets, data_cfg, self.extra.memory_sampling, device, amp_dtype,
+            use_camid=self.extra.memory_sie)  # (n, D + d)
+        self.cpc.initialize(feats_t, labels, modality)
         logger.info("X-ReID: CPC memories extracted from %d training tracklets", feats_t.shape[0])
 
     def on_epoch_start(self, epoch: int, trainer: Any) -> None:

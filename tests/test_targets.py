@@ -1,0 +1,197 @@
+"""Reproduction targets: the specs load, name real rows and configs, and reproduce() joins correctly."""
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from reprolib.config import ConfigError, load_config
+from reprolib.experiments import targets as T
+from reprolib.paper import load_numbers
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = [(p, i) for p, i in T.list_targets()]
+
+
+def test_every_spec_loads_and_names_existing_configs_and_paper_rows():
+    assert {p for p, _ in ALL} == {"xreid", "vld", "cmft"}
+    for paper, item in ALL:
+        target = T.get_target(paper, item)
+        rows = set(load_numbers(paper).query("item == @item")["row"])
+        assert rows, f"{paper} {item}: not an item of numbers.csv"
+        for spec in target.rows:
+            if spec.config is not None:
+                for part in spec.config.split("+"):
+                    assert (ROOT / "reprolib/configs" / f"{part}.yaml").is_file(), (paper, item, spec.config)
+        # every paper row label we claim to reproduce exists in the paper's table
+        ours_only = {"B", "B (T=6)"}  # our baseline beside a state-of-the-art table is labelled as such
+        if target.kind != "analysis":  # figures of examples have no numeric rows
+            for spec in target.rows:
+                assert spec.row in rows or spec.row in ours_only, (paper, item, spec.row)
+
+
+def test_every_target_has_a_generated_notebook_that_is_up_to_date():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/make_notebooks.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_row_config_resolves_under_every_profile_with_its_overrides():
+    for paper, item in ALL:
+        target = T.get_target(paper, item)
+        for profile in ("smoke", "embedded", "paper"):
+            for spec in target.runnable(profile):
+                load_config(spec.config, profile, list(target.overrides_for(spec, profile)))
+
+
+def test_spec_errors_name_the_file_and_key(tmp_path, monkeypatch):
+    (tmp_path / "zz.yaml").write_text("t1:\n  title: x\n  rows: [{row: A, config: baseline}]\n"
+                                      "  claims: [{component: c, with_row: A, without_row: B}]\n")
+    monkeypatch.setattr(T, "TARGETS_DIR", tmp_path)
+    T.load_targets.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"zz.yaml:t1: claim 'c' names row 'B'"):
+            T.load_targets("zz")
+        (tmp_path / "zz.yaml").write_text("t1:\n  title: x\n  rows: [{row: A, confg: baseline}]\n")
+        with pytest.raises(ConfigError, match="confg"):
+            T.load_targets("zz")
+    finally:
+        T.load_targets.cache_clear()
+
+
+def test_smoke_runs_only_marked_rows_and_miniature_overrides_replace_the_paper_ones():
+    t = T.get_target("vld", "table6")
+    assert [r.label for r in t.runnable("smoke")] == ["8", "10"]
+    assert "0" not in [r.label for r in t.runnable("embedded")]  # TinyCLIP cannot place the hub at 0-of-12
+    assert "0" in [r.label for r in t.runnable("paper")]
+    row = t.row("9")
+    assert t.overrides_for(row, "paper") == ("model.extra.hub_layer=9",)
+    assert t.overrides_for(row, "embedded") == ("model.extra.hub_layer=1",)
+    bupt = T.get_target("vld", "table8").row("B (train VCM, test BUPT)")
+    assert "eval.root=data/synthbupt-smoke" in T.get_target("vld", "table8").overrides_for(bupt, "smoke")
+
+
+def test_paper_setting_renames_directions_as_the_paper_spells_them():
+    row = dict(row="r", dataset="regdb", setting="direction=ir2rgb;seq_len=1", metric="R1", value=1.0)
+    assert T._paper_setting(row, {"ir2rgb": "t2v"})["setting"] == "direction=t2v;seq_len=1"
+    assert T._paper_setting(row, {"ir2rgb": ""})["setting"] == "seq_len=1"
+    assert T._paper_setting(row, {"rgb2ir": "v2t"})["setting"] == row["setting"]
+
+
+def test_verdict_is_helps_only_when_every_gain_is_positive():
+    assert T.verdict([1.0, 0.5]) == "helps"
+    assert T.verdict([1.0, -0.5]) == "mixed"
+    assert T.verdict([0.0, -0.5]) == "does not help"
+    assert T.verdict([]) == "pending"
+
+
+class _Run:
+    def __init__(self, r1, path="run"):
+        self.metrics = {"eval": {d: {"R1": r1, "mAP": r1 / 2} for d in ("ir2rgb", "rgb2ir")},
+                        "train_time_s": 60.0, "global_step": 10}
+        self.path = Path(path)
+        self.config = load_config("baseline", "smoke")
+
+
+class _Workbook:
+    profile = "embedded"
+
+    def __init__(self, r1_by_config):
+        self.r1 = r1_by_config
+        self.calls = []
+
+    def run(self, config, *overrides, train=True):
+        self.calls.append((config, overrides))
+        if config not in self.r1:
+            raise FileNotFoundError(config)
+        return _Run(self.r1[config])
+
+
+def test_reproduce_joins_our_runs_with_the_paper_and_checks_claims():
+    target = T.get_target("vld", "table3")
+    wb = _Workbook({"baseline": 10.0, "vld_imlp": 12.0, "vld": 14.0})  # vld_stp "not run yet"
+    rep = T.reproduce(target, wb)
+    assert set(rep.runs) == {"B", "B+IMLP", "B+IMLP+STP"}
+    b = rep.table[(rep.table["row"] == "B") & (rep.table["metric"] == "R1")]
+    assert set(b["status"]) == {"reproduced"} and set(b["ours"]) == {10.0}
+    assert set(b["paper"]) == {67.0, 64.2}  # VLD Table III, row B
+    assert set(rep.table.loc[rep.table["row"] == "B+STP", "status"]) == {"pending"}
+    claims = rep.claims.set_index("component")
+    assert claims.loc["IMLP", "ours"] == "helps" and claims.loc["IMLP", "agrees"]
+    assert claims.loc["STP", "ours"] == "pending"
+    status = T.row_status(target, rep, "embedded")
+    assert status.loc["B+STP", "status"] == "pending: not run yet"
+
+
+def test_select_and_trials_build_the_row_metrics():
+    spec = T.RowSpec(row="x", config="baseline", trials=(1, 2, 3), miniature_trials=(1, 2))
+    target = T.Target(paper="cmft", item="table8", title="t", rows=(spec,))
+
+    class WB(_Workbook):
+        def run(self, config, *overrides, train=True):
+            t = int(overrides[-1].split("=")[1])
+            return dataclasses.replace(_RunDC(), metrics={"eval": {"rgb2ir": {"R1": 10.0 * t, "mAP": 1.0}},
+                                                          "train_time_s": 1.0, "global_step": 1})
+
+    run = T._row_run(spec, target, WB({}), (), True)  # embedded: the miniature trials
+    assert run.metrics["eval"]["rgb2ir"]["R1"] == pytest.approx(15.0)
+    assert run.metrics["eval"]["rgb2ir"]["trials"]["trials"] == [1, 2]
+    sel = T.RowSpec(row="x", config="baseline", select="modes.indoor")
+
+    class WB2(_Workbook):
+        def run(self, config, *overrides, train=True):
+            return dataclasses.replace(_RunDC(), metrics={"eval": {"ir2rgb": {
+                "R1": 1.0, "modes": {"indoor": {"R1": 7.0}}}}})
+
+    assert T._row_run(sel, target, WB2({}), (), True).metrics["eval"]["ir2rgb"]["R1"] == 7.0
+
+
+@dataclasses.dataclass
+class _RunDC:
+    path: Path = Path("run")
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+
+def test_config_composition_merges_the_mixin_over_the_paper_config():
+    cfg = load_config("vld+bupt", "embedded")
+    assert cfg.name == "vld_bupt" and cfg.model.name == "vld"
+    assert cfg.data.dataset == "bupt" and cfg.data.root == "data/synthbupt-embedded" and cfg.data.sampler == "bupt"
+    assert cfg.model.extra["hub_layer"] == load_config("vld", "embedded").model.extra["hub_layer"]
+    assert T.config_available("vld+bupt") and not T.config_available("vld+nope")
+
+
+class _Toy(nn.Module):
+    """A model with a test path (enc, bn) and a training-only head."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8))
+        self.bn = nn.BatchNorm1d(8)
+        self.classifier = nn.Linear(8, 100)
+        self.token = nn.Parameter(torch.zeros(3))
+
+    def extract(self, x):
+        return self.bn(self.enc(x))
+
+
+def test_test_path_parameters_count_what_extract_runs():
+    from reprolib.profiler import test_path_parameters
+
+    toy = _Toy()
+    expected = 4 * 8 + 8 + 8 * 8 + 8 + 2 * 8 + 3  # enc, bn, the model's own parameter; no classifier
+    assert test_path_parameters(toy, (torch.randn(2, 4),)) == expected
+
+
+def test_paper_vs_ours_panels_draws_one_row_per_metric():
+    from reprolib.viz import paper_vs_ours_panels
+
+    table = pd.DataFrame([dict(row=r, setting=f"direction={d}", metric=m, paper=50.0 + i, ours=(5.0 + i if r != "C" else None))
+                          for i, r in enumerate("ABC") for d in ("ir2rgb", "rgb2ir") for m in ("R1", "mAP")])
+    fig = paper_vs_ours_panels(table, metrics=("R1", "mAP", "R20"))
+    assert len(fig.axes) == 4  # R20 is absent from the table: two metrics x (paper, ours)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("pending") == 4  # row C has no number of ours: 2 directions x 2 metrics
