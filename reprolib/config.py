@@ -117,13 +117,15 @@ class OptimConfig:
 
 @dataclass
 class SchedulerConfig:
-    name: str = "cosine"  # "cosine" (timm-style per epoch) | "warmup_multistep"
+    name: str = "cosine"  # "cosine" (timm-style per epoch) | "warmup_multistep" | "cosine_then_multistep"
     warmup_epochs: int = 3
     warmup_factor: float = 0.01  # warmup starts at lr * warmup_factor
     milestones: tuple = (30, 50)
     gamma: float = 0.1
     min_lr: float = 1e-6  # cosine floor (absolute, shared by every group, as timm)
     warmup_lr_init: Optional[float] = None  # cosine warmup start (absolute); None = min_lr
+    switch_epoch: int = 0  # cosine_then_multistep: cosine over [0, switch), then warmup + steps from it
+    first_warmup_epochs: int = 0  # cosine_then_multistep: warmup of the first stage (from warmup_lr_init)
 
 
 @dataclass

@@ -265,7 +265,8 @@ def test_configs_validate():
         assert CLIPReIDExtra.from_dict(c.model.extra).stage1_epochs < c.train.epochs
         TFCLIPExtra.from_dict(t.model.extra)
     c, t = load_config("clipreid", profile="paper"), load_config("tfclip", profile="paper")
-    assert (c.model.extra["prompt_banks"], c.train.epochs, c.sched.milestones) == ("per_modality", 121, (91, 111))
+    assert (c.model.extra["prompt_banks"], c.train.epochs, c.sched.milestones) == ("per_modality", 121, (30, 50))
+    assert c.sched.name == "cosine_then_multistep" and c.sched.switch_epoch == c.model.extra["stage1_epochs"] == 61
     assert (t.data.height, t.data.width, t.data.seq_len, t.train.epochs, t.sched.milestones) == (256, 128, 8, 80,
                                                                                                    (30, 50, 70))
 

@@ -239,3 +239,24 @@ def test_extract_features_concatenates_batches_and_flips():
     flipped, _, _ = extract_features(model, batches, torch.device("cpu"), flip=True)
     expected = 0.5 * (model.extract(x, modality=meta["modality"]) + model.extract(x.flip(-1), modality=meta["modality"]))
     assert torch.allclose(flipped, expected) and not torch.allclose(flipped, feats)
+
+
+def test_staged_schedule_runs_a_cosine_then_restarts_with_warmup_and_steps():
+    import math
+
+    import torch
+
+    from reprolib.config import SchedulerConfig
+    from reprolib.engine.schedulers import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = SchedulerConfig(name="cosine_then_multistep", switch_epoch=4, first_warmup_epochs=1, warmup_lr_init=0.1,
+                          min_lr=0.0, warmup_epochs=2, warmup_factor=0.5, milestones=(3,), gamma=0.1)
+    sched = build_scheduler(opt, cfg, epochs=10)
+    lrs = [sched.lr_at(e)[0] for e in range(10)]
+    assert lrs[0] == pytest.approx(0.1)                                  # first-stage warmup start
+    assert lrs[2] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))  # cosine over the 4 first epochs
+    assert lrs[4] == pytest.approx(0.5) and lrs[5] == pytest.approx(0.75)  # second stage: warmup from x0.5
+    assert lrs[6] == pytest.approx(1.0) and lrs[7] == pytest.approx(0.1)   # peak, then x0.1 at stage epoch 3
+    with pytest.raises(ValueError, match="switch_epoch"):
+        build_scheduler(opt, SchedulerConfig(name="cosine_then_multistep", switch_epoch=10), epochs=10)

@@ -101,12 +101,14 @@ def target_cells(target: Target) -> list:
     smoke_rows = [r.label for r in target.rows if r.smoke and r.config]
     headline = smoke_rows[-1] if smoke_rows else next((r.label for r in target.rows if r.config), None)
     metrics = ", ".join(repr(m) for m in target.metrics)
+    chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
     plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},),
                                title=f"{target.paper.upper()} {target.item} — ours: {{profile}} profile")
 wb.save_figure(fig, "{target.paper}_{target.item}")
 display(fig)
 plt.close(fig)''' if not target.item.startswith("fig") else
-            f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), title="{target.paper.upper()} {target.item} — ours: " + profile)
+            f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r},
+                     title="{target.paper.upper()} {target.item} — ours: " + profile)
 wb.save_figure(fig, "{target.paper}_{target.item}_sweep")
 display(fig)
 plt.close(fig)''')

@@ -41,7 +41,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-__all__ = ["EpochLRScheduler", "WarmupMultiStepLR", "WarmupCosineLR", "build_scheduler"]
+__all__ = ["EpochLRScheduler", "WarmupMultiStepLR", "WarmupCosineLR", "StagedLR", "build_scheduler"]
 
 
 class EpochLRScheduler:
@@ -156,19 +156,57 @@ class WarmupCosineLR(EpochLRScheduler):
         return [self.lr_min + (base - self.lr_min) * cos for base in self.base_lrs]
 
 
+class StagedLR(EpochLRScheduler):
+    """Two schedules one after the other: ``first`` for epochs ``[0, switch_epoch)``, then
+    ``second`` restarted at ``switch_epoch`` (CLIP-ReID: cosine prompt learning, then warmup +
+    steps for the image encoder, reference/xreid.md 6.2).
+
+    Args:
+        optimizer: scheduled optimizer (both stages use its groups' peak learning rates).
+        first: schedule of the first stage, over its own epoch count.
+        second: schedule of the second stage; its epoch 0 is ``switch_epoch``.
+        switch_epoch: first epoch of the second stage.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, first: EpochLRScheduler, second: EpochLRScheduler,
+                 switch_epoch: int) -> None:
+        super().__init__(optimizer)
+        self.first, self.second, self.switch_epoch = first, second, int(switch_epoch)
+
+    def lr_at(self, epoch: int) -> list[float]:
+        if epoch < self.switch_epoch:
+            return self.first.lr_at(epoch)
+        return self.second.lr_at(epoch - self.switch_epoch)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.first.base_lrs = self.second.base_lrs = list(self.base_lrs)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, sched_cfg: Any, epochs: int) -> EpochLRScheduler:
     """Build the scheduler named by ``sched.name``.
 
     Args:
         optimizer: optimizer whose groups hold their peak learning rates.
         sched_cfg: a ``SchedulerConfig`` (``name``, ``warmup_epochs``, ``warmup_factor``,
-            ``milestones``, ``gamma``, ``min_lr``; optional ``warmup_lr_init``).
+            ``milestones``, ``gamma``, ``min_lr``; optional ``warmup_lr_init``;
+            ``switch_epoch`` and ``first_warmup_epochs`` for ``cosine_then_multistep``: a cosine
+            over the first stage with its own warmup from ``warmup_lr_init``, then warmup and steps
+            counted from the switch).
         epochs: ``train.epochs`` (the cosine's ``t_initial``).
 
     Raises:
         ValueError: for an unknown ``sched.name``.
     """
     name = sched_cfg.name
+    if name == "cosine_then_multistep":
+        if not 0 < sched_cfg.switch_epoch < epochs:
+            raise ValueError(f"sched.switch_epoch must be in (0, train.epochs={epochs}), got {sched_cfg.switch_epoch}")
+        first = WarmupCosineLR(optimizer, t_initial=sched_cfg.switch_epoch, lr_min=sched_cfg.min_lr,
+                               warmup_epochs=sched_cfg.first_warmup_epochs, warmup_lr_init=sched_cfg.warmup_lr_init)
+        second = WarmupMultiStepLR(optimizer, sched_cfg.milestones, sched_cfg.gamma, sched_cfg.warmup_factor,
+                                   sched_cfg.warmup_epochs)
+        return StagedLR(optimizer, first, second, sched_cfg.switch_epoch)
     if name == "warmup_multistep":
         return WarmupMultiStepLR(optimizer, sched_cfg.milestones, sched_cfg.gamma,
                                  sched_cfg.warmup_factor, sched_cfg.warmup_epochs)
@@ -176,4 +214,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched_cfg: Any, epochs: in
         return WarmupCosineLR(optimizer, t_initial=epochs, lr_min=sched_cfg.min_lr,
                               warmup_epochs=sched_cfg.warmup_epochs,
                               warmup_lr_init=sched_cfg.warmup_lr_init)
-    raise ValueError(f"sched.name: unknown scheduler '{name}'; expected 'cosine' or 'warmup_multistep'")
+    raise ValueError(f"sched.name: unknown scheduler '{name}'; expected 'cosine', 'warmup_multistep' or "
+                     "'cosine_then_multistep'")

@@ -404,6 +404,10 @@ class CLIPReID(ReIDModel):
     def on_epoch_start(self, epoch: int, trainer: Any) -> None:
         """Stage 1 for epochs ``< stage1_epochs`` (the cache is extracted on first use), then the
         switch (:meth:`finish_prompt_learning`) at the first stage-2 epoch."""
+        sched = trainer.cfg.sched
+        if sched.name == "cosine_then_multistep" and sched.switch_epoch != self.extra.stage1_epochs:
+            raise ValueError(f"sched.switch_epoch={sched.switch_epoch} must equal model.extra.stage1_epochs="
+                             f"{self.extra.stage1_epochs}: the learning-rate stages and the training stages differ")
         if epoch < self.extra.stage1_epochs:
             if self.extra.stage1_source == "cache" and len(self.feature_cache) == 0:
                 self.build_feature_cache(trainer.dataset.train, trainer.cfg.data, trainer.device, trainer.amp.dtype)

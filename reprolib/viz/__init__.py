@@ -108,10 +108,18 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
     return fig
 
 
-def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = ""):
+def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", chosen: Optional[dict] = None):
     """Hyper-parameter sweeps of a side-by-side table whose settings carry one swept key each
-    (``direction=ir2rgb;lambda1=0.04``): one panel per (metric, key), the paper's curve on the
-    left axis and ours (both directions) on the right axis, each on its own scale."""
+    (``direction=ir2rgb;lambda1=0.04``): one panel per (metric, key) with our curves (both
+    directions) and, where the paper gives numbers, its curve on a second axis (its own scale).
+
+    Args:
+        table: long table of :func:`reprolib.experiments.compare.side_by_side`.
+        metrics: which metrics (one row of panels each).
+        title: figure title.
+        chosen: ``{key: value}`` the paper selected (a dashed vertical line); papers often give a
+            sweep's values only in the figure, so the chosen value is what can be compared.
+    """
     import matplotlib.pyplot as plt
 
     t = table[table["metric"].isin(list(metrics))].copy()
@@ -120,24 +128,29 @@ def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = ""):
     t["key"] = [next((k for k in p if k != "direction"), "") for p in parsed]
     t["x"] = [float(p[k]) if k else np.nan for p, k in zip(parsed, t["key"])]
     keys = [k for k in dict.fromkeys(t["key"]) if k]
-    fig, axes = plt.subplots(len(metrics), len(keys), figsize=(3.2 * len(keys), 2.6 * len(metrics)), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), len(keys), figsize=(3.4 * len(keys), 2.6 * len(metrics) + 0.4),
+                             squeeze=False)
     for i, metric in enumerate(metrics):
         for j, key in enumerate(keys):
             ax = axes[i][j]
             sub = t[(t["metric"] == metric) & (t["key"] == key)].sort_values("x")
-            paper = sub[sub["direction"] == "ir2rgb"].dropna(subset=["paper"])
-            ax.plot(paper["x"], paper["paper"], "k--o", ms=4, label="paper ir2rgb")
-            ax.set_xlabel(key)
-            ax.set_ylabel(f"paper {metric} (%)", fontsize=8)
-            ax2 = ax.twinx()
-            for d, c in (("ir2rgb", "#4575b4"), ("rgb2ir", "#d73027")):
+            for d, c in (("ir2rgb", "#4575b4"), ("rgb2ir", "#d73027"), ("", "#4575b4")):
                 ours = sub[sub["direction"] == d].dropna(subset=["ours"])
-                ax2.plot(ours["x"], ours["ours"], "-o", color=c, ms=4, label=f"ours {d}")
-            ax2.set_ylabel(f"ours {metric} (%)", fontsize=8)
+                if len(ours):
+                    ax.plot(ours["x"], ours["ours"], "-o", color=c, ms=4, label=f"ours {d}".strip())
+            if not sub["ours"].notna().any():
+                ax.text(0.5, 0.5, "pending", ha="center", va="center", transform=ax.transAxes, color="#888888")
+            ax.set_xlabel(key)
+            ax.set_ylabel(f"ours {metric} (%)", fontsize=8)
+            paper = sub.dropna(subset=["paper"])
+            if len(paper):
+                ax2 = ax.twinx()
+                ax2.plot(paper["x"], paper["paper"], "k--s", ms=3, label="paper")
+                ax2.set_ylabel(f"paper {metric} (%)", fontsize=8)
+            if chosen and key in chosen:
+                ax.axvline(float(chosen[key]), color="#555555", ls=":", lw=1, label="paper's choice")
             if i == 0 and j == 0:
-                h1, l1 = ax.get_legend_handles_labels()
-                h2, l2 = ax2.get_legend_handles_labels()
-                ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="lower left")
+                ax.legend(fontsize=6, loc="best")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
