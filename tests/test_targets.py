@@ -125,6 +125,16 @@ def test_reproduce_joins_our_runs_with_the_paper_and_checks_claims():
     assert claims.loc["STP", "ours"] == "pending"
     status = T.row_status(target, rep, "embedded")
     assert status.loc["B+STP", "status"] == "pending: not run yet"
+    assert T.missing_cells(target, rep).empty  # B+STP did not run: pending, not missing
+
+    class OneDirection(_Workbook):
+        def run(self, config, *overrides, train=True):
+            run = super().run(config, *overrides, train=train)
+            run.metrics["eval"].pop("rgb2ir")
+            return run
+
+    missing = T.missing_cells(target, T.reproduce(target, OneDirection({"baseline": 10.0})))
+    assert set(missing["row"]) == {"B"} and set(missing["setting"]) == {"direction=rgb2ir"}
 
 
 def test_select_and_trials_build_the_row_metrics():
@@ -195,3 +205,14 @@ def test_paper_vs_ours_panels_draws_one_row_per_metric():
     assert len(fig.axes) == 4  # R20 is absent from the table: two metrics x (paper, ours)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts.count("pending") == 4  # row C has no number of ours: 2 directions x 2 metrics
+
+
+def test_panels_keep_rows_of_two_datasets_apart():
+    from reprolib.viz import paper_vs_ours_panels
+
+    table = pd.DataFrame([dict(row="Baseline", dataset=ds, setting="direction=ir2rgb", metric="R1", paper=p, ours=o)
+                          for ds, p, o in (("hitsz-vcm", 60.0, 5.0), ("bupt", 50.0, 7.0))])
+    fig = paper_vs_ours_panels(table, metrics=("R1",))
+    labels = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert labels == ["Baseline\nhitsz-vcm", "Baseline\nbupt"]
+    assert [p.get_height() for p in fig.axes[1].patches] == [5.0, 7.0]

@@ -33,7 +33,7 @@ from reprolib.config import ConfigError, from_dict
 log = logging.getLogger(__name__)
 
 __all__ = ["RowSpec", "ClaimSpec", "Target", "Reproduction", "load_targets", "get_target", "list_targets",
-           "reproduce", "row_status", "time_table", "cost_table", "verdict"]
+           "reproduce", "row_status", "missing_cells", "time_table", "cost_table", "verdict"]
 
 TARGETS_DIR = Path(__file__).with_name("targets")
 DIRECTIONS = ("ir2rgb", "rgb2ir")
@@ -323,6 +323,19 @@ def reproduce(target: Target, wb: Any, train: bool = True) -> Reproduction:
                               metrics=target.metrics)]
     table = side_by_side(target.paper, target.item, ours, metrics=target.metrics)
     return Reproduction(target, runs, table, _claims_frame(target, runs))
+
+
+def missing_cells(target: Target, rep: Reproduction) -> pd.DataFrame:
+    """Paper cells that a run of ours should fill but does not (the notebooks assert it is empty):
+    same paper row, same setting apart from the direction, a number in the paper, none of ours."""
+    def extra(setting: str) -> str:
+        return ";".join(kv for kv in str(setting).split(";") if kv and not kv.startswith("direction="))
+
+    ran = {(target.row(label).row, target.row(label).dataset, target.row(label).setting) for label in rep.runs}
+    t = rep.table
+    keys = list(zip(t["row"], t["dataset"], [extra(s) for s in t["setting"]]))
+    mask = pd.Series([k in ran for k in keys], index=t.index) & t["paper"].notna() & t["ours"].isna()
+    return t[mask]
 
 
 def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:

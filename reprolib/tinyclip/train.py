@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprolib.data.synthetic.world import GENERATOR_VERSION
 from reprolib.models.weights import TINYCLIP_ARCH, TINYCLIP_WEIGHTS, register_model_configs, sha256_file
 
 from .data import contrastive_batches, render_pool, tinyclip_cameras, tinyclip_identities, tokenize_captions
@@ -199,6 +200,7 @@ def train_tinyclip(cfg: TrainConfig, out: Path = TINYCLIP_WEIGHTS, command: str 
         "total_train_seconds": round(train_s, 1),
         "hardware": _hardware(),
         "trained_on": "visible (rgb) frames only",
+        "generator_version": GENERATOR_VERSION,  # the SynthVCM renderer whose frames it saw
     }
 
 

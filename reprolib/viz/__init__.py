@@ -71,8 +71,10 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
     metrics = [m for m in metrics if (table["metric"] == m).any()]
     t = table[table["metric"].isin(metrics)].copy()
     t["direction"] = [_setting_dict(s).get("direction", "") for s in t["setting"]]
-    t["group"] = [f"{r}" + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
-                  for r, s in zip(t["row"], t["setting"])]
+    several = "dataset" in t and t["dataset"].nunique() > 1  # e.g. X-ReID Table 3: HITSZ-VCM and BUPTCampus
+    t["group"] = [f"{r}" + (f"\n{ds}" if several else "")
+                  + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
+                  for r, ds, s in zip(t["row"], t.get("dataset", t["row"]), t["setting"])]
     groups = list(dict.fromkeys(t["group"]))
     directions = [d for d in dict.fromkeys(t["direction"])]
     palette = ["#4575b4", "#d73027", "#1a9850", "#984ea3"]

@@ -58,6 +58,9 @@ PATTERN_PROBS: tuple[float, ...] = (0.24, 0.19, 0.19, 0.19, 0.19)
 #: training resolution (>= ~5 px at a 56-px body): a pattern is a cue both modalities keep, and
 #: finer ones blur away (periods of 0.035-0.07 left the miniature with too few shared cues).
 PATTERN_PERIOD: tuple[float, float] = (0.09, 0.16)
+#: Infrared texture contrast of a pattern's secondary regions (random sign), on top of the level
+#: difference that the two dyes' darkness makes (renderer.garment_level).
+PATTERN_TEXTURE: tuple[float, float] = (0.05, 0.12)
 UPPER_KINDS: tuple[str, ...] = ("shirt", "t-shirt", "jacket", "sweater")
 LOWER_KINDS: tuple[str, ...] = ("trousers", "shorts", "skirt")
 ACCESSORIES: tuple[str, ...] = ("none", "backpack", "bag", "hat")
@@ -183,7 +186,7 @@ def _sample_garment(rng: np.random.Generator, kinds, colours, materials) -> Garm
     else:
         others = [c for c in UPPER_COLOURS if c != colour]
         pattern_colour = _choice(rng, others)
-    contrast = 0.0 if pattern == "plain" else float(rng.uniform(0.12, 0.28)) * float(rng.choice([-1, 1]))
+    contrast = 0.0 if pattern == "plain" else float(rng.uniform(*PATTERN_TEXTURE)) * float(rng.choice([-1, 1]))
     return Garment(
         kind=kind,
         colour=colour,
