@@ -149,3 +149,28 @@ def test_clip_loss_rewards_aligned_pairs():
     aligned = clip_loss(feats, feats, torch.tensor(50.0))
     shuffled = clip_loss(feats, feats.roll(1, 0), torch.tensor(50.0))
     assert aligned < 0.1 < np.log(8) < shuffled
+
+
+def test_random_greyscale_shows_some_images_as_their_luminance():
+    import numpy as np
+    import torch
+
+    from reprolib.tinyclip.data import ImagePool, contrastive_batches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 4, 2, 3), dtype=np.uint8)  # 8 identities x 1 frame, colourful
+    pool = ImagePool(images=images, ids=np.arange(8), attrs=[None] * 8, modality="rgb")
+    tokens = torch.zeros(8, 1, 3, dtype=torch.long)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+
+    def is_grey(x):  # (B, 3, H, W) normalised -> (B,) whether R = G = B
+        raw = x * std + mean
+        return ((raw[:, 0] - raw[:, 1]).abs().amax(dim=(1, 2)) < 1e-5) & ((raw[:, 1] - raw[:, 2]).abs().amax(dim=(1, 2)) < 1e-5)
+
+    x, _ = next(contrastive_batches(pool, tokens, 8, torch.Generator().manual_seed(0), augment=False, grey_prob=1.0))
+    assert not is_grey(x).any()  # augment=False: the colour frames as they are
+    x, _ = next(contrastive_batches(pool, tokens, 8, torch.Generator().manual_seed(0), augment=True, grey_prob=1.0))
+    assert is_grey(x).all()
+    x, _ = next(contrastive_batches(pool, tokens, 8, torch.Generator().manual_seed(0), augment=True, grey_prob=0.0))
+    assert not is_grey(x).any()

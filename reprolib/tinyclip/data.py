@@ -159,19 +159,21 @@ def tokenize_captions(attrs: Sequence[IdentityAttributes], tokenizer, captions_p
 
 
 def contrastive_batches(pool: ImagePool, tokens: torch.Tensor, batch_size: int, generator: torch.Generator,
-                        augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                        augment: bool = True, grey_prob: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (image, caption) batches; each batch holds ``batch_size`` **distinct** identities.
 
     One random frame and one random caption per identity, so the only positive of an image in
     the batch is its own caption (up to identities that share every described attribute).
-    Augmentation: random horizontal flip and a random translation of up to 2 pixels.
+    Augmentation: random greyscale (the visible frame's luminance, probability ``grey_prob``),
+    random horizontal flip and a random translation of up to 2 pixels.
 
     Args:
         pool: visible training frames.
         tokens: ``(n_ids, n_caps, L)`` caption tokens of ``pool.attrs``.
         batch_size: identities per batch (at most ``len(pool.attrs)``).
         generator: torch generator (fixed seed -> reproducible batches).
-        augment: apply flip/translation.
+        augment: apply flip/translation (and greyscale with ``grey_prob``).
+        grey_prob: probability of showing an image as its luminance (never infrared).
 
     Yields:
         ``(images (B, 3, H, W) float32 normalised, tokens (B, L) int64)``.
@@ -189,7 +191,12 @@ def contrastive_batches(pool: ImagePool, tokens: torch.Tensor, batch_size: int, 
         ids = torch.randperm(n_ids, generator=generator)[:batch_size]  # (B,)
         frame = starts[ids] + (torch.rand(batch_size, generator=generator) * counts[ids]).long()
         cap = torch.randint(n_caps, (batch_size,), generator=generator)
-        x = normalize(images[frame])  # (B, 3, H, W)
+        raw = images[frame]  # (B, H, W, 3) uint8
+        if augment and grey_prob > 0:
+            grey = torch.rand(batch_size, generator=generator) < grey_prob  # (B,)
+            lum = (raw.float() @ torch.tensor([0.299, 0.587, 0.114])).round().clamp(0, 255)  # (B, H, W)
+            raw = torch.where(grey.view(-1, 1, 1, 1), lum.to(torch.uint8).unsqueeze(-1).expand_as(raw), raw)
+        x = normalize(raw)  # (B, 3, H, W)
         if augment:
             x = _augment(x, generator)
         yield x, tokens[ids, cap]

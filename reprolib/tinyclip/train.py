@@ -55,6 +55,9 @@ class TrainConfig:
         warmup_steps: linear warm-up steps before the cosine decay.
         threads: torch CPU threads.
         max_minutes: safety stop on the training loop's wall time (recorded if it triggers).
+        grey_prob: probability that a training image is shown as its luminance (random
+            greyscale, a standard CLIP augmentation): real CLIP has seen black-and-white photos,
+            though never infrared, and without it TinyCLIP's features of grey frames were noise.
     """
 
     seed: int = 0
@@ -68,6 +71,7 @@ class TrainConfig:
     warmup_steps: int = 60
     threads: int = 2
     max_minutes: float = 19.0
+    grey_prob: float = 0.25
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -154,7 +158,7 @@ def train_tinyclip(cfg: TrainConfig, out: Path = TINYCLIP_WEIGHTS, command: str 
     logger.info("rendered %d visible frames of %d identities in %.0f s", len(pool), cfg.num_ids, render_s)
 
     generator = torch.Generator().manual_seed(cfg.seed)
-    batches = contrastive_batches(pool, tokens, cfg.batch_size, generator)
+    batches = contrastive_batches(pool, tokens, cfg.batch_size, generator, grey_prob=cfg.grey_prob)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     model.train()
     losses: list[float] = []
