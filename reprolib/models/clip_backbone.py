@@ -288,3 +288,25 @@ def create_clip_visual(backbone_cfg: Any, image_size: Optional[tuple[int, int]] 
     )
     encoder.weights_source = source
     return encoder
+
+
+def create_clip_with_visual(backbone_cfg: Any, image_size: Optional[tuple[int, int]] = None, num_cameras: int = 0,
+                           clip_model: Optional[nn.Module] = None) -> tuple[nn.Module, CLIPVisualEncoder]:
+    """The whole CLIP model (for a family that also uses the text tower) and its visual encoder.
+
+    The weights are loaded once; the encoder records where they came from (``weights_source``).
+
+    Args:
+        backbone_cfg, image_size, num_cameras: as :func:`create_clip_visual`.
+        clip_model: an already loaded open_clip CLIP model (tests), else loaded from ``backbone_cfg``.
+
+    Returns:
+        ``(clip_model, visual_encoder)``.
+    """
+    source: Optional[WeightsSource] = None
+    if clip_model is None:
+        clip_model, source = create_clip_model(backbone_cfg.arch, backbone_cfg.pretrained,
+                                               backbone_cfg.weights_path or None)
+    visual = create_clip_visual(backbone_cfg, image_size, num_cameras, clip_model=clip_model)
+    visual.weights_source = source
+    return clip_model, visual

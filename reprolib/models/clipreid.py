@@ -68,11 +68,10 @@ from reprolib.data.sampling import TEST_SAMPLING
 from reprolib.data.types import Modality, Tracklet
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
 from reprolib.models.base import ReIDModel, build_param_groups, check_choice, extract_tracklet_features, stack_modalities
-from reprolib.models.clip_backbone import create_clip_visual
+from reprolib.models.clip_backbone import create_clip_with_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner, resolve_template
 from reprolib.models.registry import register_model
-from reprolib.models.weights import create_clip_model
 
 __all__ = ["CLIPReID", "CLIPReIDExtra", "FeatureCache", "supcon_loss",
            "bank_index", "BANK_NAMES"]
@@ -275,12 +274,7 @@ class CLIPReID(ReIDModel):
         check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "clipreid")
         check_choice("model.neck", model_cfg.neck, ("bnneck",), "clipreid")
         self.extra = ex = CLIPReIDExtra.from_dict(model_cfg.extra)
-        source = None
-        if clip_model is None:
-            clip_model, source = create_clip_model(model_cfg.backbone.arch, model_cfg.backbone.pretrained,
-                                                   model_cfg.backbone.weights_path or None)
-        self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)
-        self.visual.weights_source = source
+        clip_model, self.visual = create_clip_with_visual(model_cfg.backbone, image_size, num_cameras, clip_model)
         width, out_dim = self.visual.width, self.visual.output_dim
         self.temporal_pool = TemporalAvgPool()
         self.bn_feat, self.bn_proj = BNNeck(width), BNNeck(out_dim)  # BN biases frozen (CLIP-ReID)

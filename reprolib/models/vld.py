@@ -66,13 +66,12 @@ from torch import Tensor, nn
 from reprolib.config import LossConfig, from_dict
 from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
 from reprolib.models.base import ReIDModel, check_choice, stack_modalities
-from reprolib.models.clip_backbone import create_clip_visual
+from reprolib.models.clip_backbone import create_clip_with_visual
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner
 from reprolib.models.registry import register_model
 from reprolib.models.stp import SpatialTemporalPrompting
 from reprolib.models.temporal import TEMPORAL_HEADS, build_temporal_head
-from reprolib.models.weights import create_clip_model
 
 __all__ = ["VLD", "VLDExtra"]
 
@@ -176,12 +175,7 @@ class VLD(ReIDModel):
         check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "vld")
         check_choice("model.neck", model_cfg.neck, ("bnneck", "none"), "vld")
         self.extra = ex = VLDExtra.from_dict(model_cfg.extra)
-        source = None
-        if clip_model is None:
-            clip_model, source = create_clip_model(model_cfg.backbone.arch, model_cfg.backbone.pretrained,
-                                                   model_cfg.backbone.weights_path or None)
-        self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)
-        self.visual.weights_source = source
+        clip_model, self.visual = create_clip_with_visual(model_cfg.backbone, image_size, num_cameras, clip_model)
         width, out_dim = self.visual.width, self.visual.output_dim
 
         def neck(dim: int) -> nn.Module:
