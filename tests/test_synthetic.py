@@ -275,3 +275,21 @@ def test_identity_captions_describe_attributes():
     assert len(caps) == 6 and len(set(caps)) > 1
     assert all(a.upper.colour in c and a.lower.colour in c for c in caps)
     assert any("backpack" in c for c in caps)
+
+
+def test_a_tree_of_an_older_generator_version_is_regenerated(tmp_path, monkeypatch):
+    import json
+
+    from reprolib.data.synthetic import writers
+    from reprolib.data.synthetic.writers import COMPLETE_MARKER, write_world
+
+    out = write_world(tmp_path / "w", scale="smoke", seed=0, fmt="vcm")
+    marker = json.loads((out / COMPLETE_MARKER).read_text())
+    (out / COMPLETE_MARKER).write_text(json.dumps({**marker, "version": "0.9"}))
+    (out / "stale.txt").write_text("from the old generator")
+    write_world(out, scale="smoke", seed=0, fmt="vcm")  # no overwrite flag needed
+    assert json.loads((out / COMPLETE_MARKER).read_text())["version"] == writers.GENERATOR_VERSION
+    assert not (out / "stale.txt").exists()
+    (out / COMPLETE_MARKER).write_text(json.dumps({**marker, "seed": 5}))  # another world: never replaced
+    with pytest.raises(FileExistsError):
+        write_world(out, scale="smoke", seed=0, fmt="vcm")

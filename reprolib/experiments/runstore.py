@@ -94,17 +94,11 @@ def _ensure_synthetic(root: Path, scale: str, dataset: str) -> None:
 
     fmt = _WORLD_FORMAT[dataset]
     preset = IMAGE_SCALES[scale] if fmt in _IMAGE_FORMATS else scale
-    marker = root / COMPLETE_MARKER
-    ours = False
-    if marker.exists():
-        try:
-            ours = json.loads(marker.read_text()).get("generator") == "SynthVCM"
-        except ValueError:
-            ours = False
-    else:
+    if not (root / COMPLETE_MARKER).exists():
         log.info("generating the miniature world (%s scale, %s layout) at %s", preset, dataset, root)
-    # a no-op when the tree matches this generator version, scale, seed and format
-    write_world(root, scale=preset, seed=0, fmt=fmt, overwrite=ours)
+    # a no-op when the tree matches; a tree of an older generator version is regenerated; any other
+    # tree at that path is an error (write_world never replaces what it did not write)
+    write_world(root, scale=preset, seed=0, fmt=fmt)
 
 
 def default_store(profile: str) -> Path:

@@ -278,6 +278,17 @@ def _is_complete(out: Path, marker: dict) -> Optional[bool]:
     return all(found.get(k) == v for k, v in marker.items())
 
 
+def _is_older_version(out: Path, marker: dict) -> bool:
+    """True if ``out`` is a complete SynthVCM tree of the same scale, seed and format written by
+    another generator version (safe to replace: it is this generator's own output)."""
+    try:
+        found = json.loads((out / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    same = ("generator", "scale", "seed", "format")
+    return found.get("version") != marker["version"] and all(found.get(k) == marker[k] for k in same)
+
+
 def write_world(
     out: str | os.PathLike,
     scale: str | WorldSpec = "embedded",
@@ -318,6 +329,10 @@ def write_world(
     if state is True:
         log.info("SynthVCM tree %s is complete for scale=%s seed=%d format=%s; skipping generation", out, spec.name, seed, fmt)
         return out
+    if state is False and not overwrite and _is_older_version(out, marker):
+        log.warning("%s was written by SynthVCM %s; regenerating it with version %s", out,
+                    json.loads((out / COMPLETE_MARKER).read_text()).get("version"), GENERATOR_VERSION)
+        overwrite = True
     if state is False and not overwrite:
         raise FileExistsError(
             f"{out} exists and is not a complete SynthVCM tree for scale={spec.name} seed={seed} format={fmt} "
