@@ -56,8 +56,8 @@ class TrainConfig:
         threads: torch CPU threads.
         max_minutes: safety stop on the training loop's wall time (recorded if it triggers).
         grey_prob: probability that a training image is shown as its luminance (random
-            greyscale, a standard CLIP augmentation): real CLIP has seen black-and-white photos,
-            though never infrared, and without it TinyCLIP's features of grey frames were noise.
+            greyscale, a standard CLIP augmentation). 0 for the shipped weights: 0.25 left the
+            infrared zero-shot accuracy at chance and did not help the embedded baseline.
     """
 
     seed: int = 0
@@ -71,7 +71,7 @@ class TrainConfig:
     warmup_steps: int = 60
     threads: int = 2
     max_minutes: float = 19.0
-    grey_prob: float = 0.25
+    grey_prob: float = 0.0
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:

@@ -53,14 +53,12 @@ MATERIALS: dict[str, float] = {
     "leather": 0.34,
 }
 PATTERNS: tuple[str, ...] = ("plain", "hstripes", "vstripes", "checks", "two-tone")
-PATTERN_PROBS: tuple[float, ...] = (0.24, 0.19, 0.19, 0.19, 0.19)
-#: Stripe/check period range (fraction of body height). Broad enough to survive the 64x32
-#: training resolution (>= ~5 px at a 56-px body): a pattern is a cue both modalities keep, and
-#: finer ones blur away (periods of 0.035-0.07 left the miniature with too few shared cues).
-PATTERN_PERIOD: tuple[float, float] = (0.09, 0.16)
+PATTERN_PROBS: tuple[float, ...] = (0.36, 0.16, 0.16, 0.16, 0.16)
+#: Stripe/check period range (fraction of body height).
+PATTERN_PERIOD: tuple[float, float] = (0.035, 0.07)
 #: Infrared texture contrast of a pattern's secondary regions (random sign), on top of the level
 #: difference that the two dyes' darkness makes (renderer.garment_level).
-PATTERN_TEXTURE: tuple[float, float] = (0.05, 0.12)
+PATTERN_TEXTURE: tuple[float, float] = (0.12, 0.28)
 UPPER_KINDS: tuple[str, ...] = ("shirt", "t-shirt", "jacket", "sweater")
 LOWER_KINDS: tuple[str, ...] = ("trousers", "shorts", "skirt")
 ACCESSORIES: tuple[str, ...] = ("none", "backpack", "bag", "hat")

@@ -303,10 +303,8 @@ GARMENT_WARMTH: dict[str, float] = {
 }
 #: How far a material's emissivity moves the garment's level (around the kind's warmth).
 MATERIAL_SHIFT_WEIGHT = 0.5
-#: Dark dyes absorb sunlight, so dark clothing is warmer outdoors; hue never matters. Strong enough
-#: that a garment's darkness is a cue both modalities share (with 0.14 the miniature had too few
-#: shared cues to learn cross-modal matching: generator 1.1 -> 1.2).
-DYE_DARKNESS_WEIGHT = 0.32
+#: Dark dyes absorb sunlight, so dark clothing is warmer outdoors; hue never matters.
+DYE_DARKNESS_WEIGHT = 0.14
 
 
 def _luminance(rgb: tuple[int, int, int]) -> float:
