@@ -96,8 +96,6 @@ print("table written to", path.relative_to(path.parents[2]))'''
 
 
 def target_cells(target: Target) -> list:
-    smoke_rows = [r.label for r in target.rows if r.smoke and r.config]
-    headline = smoke_rows[-1] if smoke_rows else next((r.label for r in target.rows if r.config), None)
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
     plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},),
@@ -126,7 +124,7 @@ plt.close(fig)''')
         new_markdown_cell("## Does each component help in our runs?\n\n`ours` is `helps` when every gain (both "
                           "directions, every metric) is positive, `does not help` when none is, else `mixed`."),
         new_code_cell("rep.claims"),
-        new_code_cell(CHECKS.format(headline=headline)),
+        new_code_cell(CHECKS.format(headline=target.headline or None)),
     ]
 
 

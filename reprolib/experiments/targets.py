@@ -119,6 +119,8 @@ class Target:
         claims: comparisons to check.
         metrics: metrics shown beside the paper's.
         note: what the miniature can and cannot say about this target (markdown).
+        headline: the row whose embedded-profile run must beat every one of 200 random rankings
+            (the notebook asserts it); empty: no such check.
         kind: ``ablation`` (rows of runs beside the paper's), ``time`` (plus measured training
             time: VLD Table IX), ``cost`` (parameters and FLOPs, no training: VLD Table X) or
             ``analysis`` (figures computed from trained runs: VLD Figures 7-9).
@@ -135,6 +137,7 @@ class Target:
     claims: tuple[ClaimSpec, ...] = ()
     metrics: tuple[str, ...] = ("R1", "mAP")
     note: str = ""
+    headline: str = ""
     kind: str = "ablation"
     directions: dict = field(default_factory=dict)
 
@@ -172,6 +175,8 @@ def _target_from_dict(paper: str, item: str, d: dict) -> Target:
         raise ConfigError(f"{where}.kind: expected one of {KINDS}, got {t.kind!r}")
     t = Target(**{**t.__dict__, "rows": rows, "claims": claims})
     labels = [r.label for r in rows]
+    if t.headline and t.headline not in labels:
+        raise ConfigError(f"{where}.headline: {t.headline!r} is not one of the rows {labels}")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{where}: duplicate row labels {labels}")
     for c in claims:
