@@ -69,7 +69,8 @@ from IPython.display import Markdown, display
 
 from reprolib import viz
 from reprolib.experiments.compare import wide
-from reprolib.experiments.targets import cost_table, get_target, missing_cells, reproduce, row_status, time_table
+from reprolib.experiments.targets import (chance_table, cost_table, get_target, missing_cells, reproduce,
+                                          row_status, time_table)
 from reprolib.experiments.workbook import Workbook, above_chance
 from reprolib.paper import paper_table
 
@@ -118,6 +119,9 @@ plt.close(fig)''')
                           "loaded). `pending` rows are not run under this profile or belong to another issue."),
         new_code_cell("rep = reproduce(target, wb)\nwide(rep.table).round(2)"),
         new_code_cell("row_status(target, rep, profile)"),
+        new_markdown_cell("What random rankings score on the same test sets (chance level, and the best of 200 "
+                          "random rankings: a row of ours below that bar is indistinguishable from chance)."),
+        new_code_cell("chance_table(target, rep, wb).round(2)"),
         *([new_markdown_cell("## Paper vs ours\n\nHatched: the paper's numbers on the real benchmark; solid: ours "
                              "on the selected profile, each panel on its own scale."),
            new_code_cell(plot)] if any(r.config for r in target.rows) else []),
@@ -251,9 +255,9 @@ def cells(target: Target) -> list:
     if target.kind == "cost":
         return base[:5] + COST_CELLS
     if target.kind == "time":
-        return base[:8] + TIME_CELLS + base[8:]
+        return base[:10] + TIME_CELLS + base[10:]
     if target.kind == "analysis":
-        return base[:8] + analysis_cells(target) + base[-1:]
+        return base[:10] + analysis_cells(target) + base[-1:]
     return base
 
 

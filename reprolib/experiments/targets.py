@@ -33,7 +33,7 @@ from reprolib.config import ConfigError, from_dict
 log = logging.getLogger(__name__)
 
 __all__ = ["RowSpec", "ClaimSpec", "Target", "Reproduction", "load_targets", "get_target", "list_targets",
-           "reproduce", "row_status", "missing_cells", "time_table", "cost_table", "verdict"]
+           "reproduce", "row_status", "missing_cells", "chance_table", "time_table", "cost_table", "verdict"]
 
 TARGETS_DIR = Path(__file__).with_name("targets")
 DIRECTIONS = ("ir2rgb", "rgb2ir")
@@ -341,6 +341,29 @@ def missing_cells(target: Target, rep: Reproduction) -> pd.DataFrame:
     keys = list(zip(t["row"], t["dataset"], [extra(s) for s in t["setting"]]))
     mask = pd.Series([k in ran for k in keys], index=t.index) & t["paper"].notna() & t["ours"].isna()
     return t[mask]
+
+
+def chance_table(target: Target, rep: Reproduction, wb: Any, trials: int = 200) -> pd.DataFrame:
+    """What random rankings score on the test sets of the rows that ran: the mean (chance level)
+    and the best of ``trials`` (the bar for p < 1/trials), per dataset and direction.
+
+    Read it beside our numbers: in the miniature, a difference between two rows that both sit near
+    chance says nothing about the component."""
+    from reprolib.experiments.workbook import chance_trials
+
+    out, seen = [], set()
+    for label in rep.runs:
+        spec = target.row(label)
+        overrides = target.overrides_for(spec, wb.profile)
+        dataset = wb.dataset(spec.config, *overrides)
+        if dataset.name in seen:
+            continue
+        seen.add(dataset.name)
+        for direction, eval_set in dataset.eval_sets.items():
+            t = chance_trials(eval_set, trials)
+            out.append({"dataset": dataset.name, "direction": direction, "chance R1": t["R1"].mean(),
+                        "chance mAP": t["mAP"].mean(), f"best of {trials} mAP": t["mAP"].max()})
+    return pd.DataFrame(out)
 
 
 def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
