@@ -26,7 +26,7 @@ from reprolib.experiments.targets import Target, load_targets  # noqa: E402
 
 PAPER_DIGIT = {"xreid": "1", "vld": "2", "cmft": "3"}
 PAPER_NAME = {
-    "xreid": "X-ReID (Chen et al., 2025)",
+    "xreid": "X-ReID (Yu et al., AAAI 2026)",
     "vld": "VLD (Li et al., *Video-Level Language-Driven VVI-ReID*, TIFS 2025)",
     "cmft": "CMFT (Mukhtar & Khan, 2025)",
 }
@@ -56,7 +56,7 @@ def intro(target: Target) -> str:
         + (" ".join(f"`{o}`" for o in r.overrides) or "") + " | " + ("yes" if r.smoke else "") + " | " + r.note + " |"
         for r in target.rows)
     note = f"\n\n**The miniature and this target.** {target.note}" if target.note else ""
-    return (f"# {target.title}\n\n**The paper's claim** ({PAPER_NAME[target.paper]}): {target.claim}\n\n"
+    return (f"# {target.title}\n\n**The paper's claim** — {PAPER_NAME[target.paper]}: {target.claim}\n\n"
             f"**The rows and the runs that reproduce them** (configs in `reprolib/configs/`, spec in "
             f"`reprolib/experiments/targets/{target.paper}.yaml`):\n\n"
             f"| row | config | overrides | in CI | note |\n|---|---|---|---|---|\n{rows}{note}\n\n{PROFILE_NOTE}")
