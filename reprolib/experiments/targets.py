@@ -387,6 +387,16 @@ def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("row")
 
 
+def _reported(target: Target, spec: RowSpec, metric: str) -> float:
+    """The paper's number for a row, NaN for a row of ours that the paper's table does not have."""
+    from reprolib.paper import reported
+
+    try:
+        return reported(target.paper, target.item, spec.row, metric)
+    except (KeyError, ValueError):
+        return float("nan")
+
+
 def time_table(target: Target, rep: Reproduction) -> pd.DataFrame:
     """Measured training time of every run of ``rep`` beside the paper's hours (VLD Table IX).
 
@@ -396,15 +406,9 @@ def time_table(target: Target, rep: Reproduction) -> pd.DataFrame:
     """
     import json
 
-    from reprolib.paper import reported
-
     out = []
     for spec in target.rows:
-        try:
-            paper_h = reported(target.paper, target.item, spec.row, "time_h")
-        except (KeyError, ValueError):  # a row of ours that the paper's table does not have
-            paper_h = float("nan")
-        line = {"row": spec.label, "paper time_h": paper_h}
+        line = {"row": spec.label, "paper time_h": _reported(target, spec, "time_h")}
         if spec.label in rep.runs:
             run = rep.runs[spec.label]
             prov = json.loads((run.path / "provenance.json").read_text())
@@ -429,17 +433,13 @@ def cost_table(target: Target, profile: str = "paper") -> pd.DataFrame:
     VLD left STA out of its 14.08 G); ``ours gflops (all modules)`` counts everything under the same
     MAC convention and ``ours gflops (full)`` adds the attention products.
     """
-    from reprolib.paper import reported
     from reprolib.profiler import config_cost
 
     out = []
     for spec in target.rows:
         line: dict[str, Any] = {"row": spec.label}
         for metric in ("params_M", "gflops"):
-            try:
-                line[f"paper {metric}"] = reported(target.paper, target.item, spec.row, metric)
-            except (KeyError, ValueError):
-                line[f"paper {metric}"] = float("nan")
+            line[f"paper {metric}"] = _reported(target, spec, metric)
         if spec.config is not None and config_available(spec.config):
             cost = config_cost(spec.config, profile, target.overrides_for(spec, profile))
             line.update({"ours params_M": cost["params_M"], "ours gflops": cost["gflops_paper_accounting"],
