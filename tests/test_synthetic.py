@@ -236,7 +236,7 @@ def test_cli_main_prints_path(tmp_path, capsys):
 # ------------------------------------------------------------------------------ renderer
 
 
-def test_hue_only_in_visible_material_and_insulation_in_infrared(monkeypatch):
+def test_hue_only_in_visible_luminance_and_material_in_infrared(monkeypatch):
     from reprolib.data.synthetic.identities import COLOURS
     from reprolib.data.synthetic.renderer import garment_level
 
@@ -249,9 +249,10 @@ def test_hue_only_in_visible_material_and_insulation_in_infrared(monkeypatch):
                                                          pattern_colour="test-red", pattern_contrast=0.0))
     recoloured = dataclasses.replace(a, upper=dataclasses.replace(a.upper, colour="test-grey",
                                                                   pattern_colour="test-grey"))
-    # thermal physics of the garment level: thin garments and dark dyes are warmer
-    assert garment_level("t-shirt", "cotton", "grey") > garment_level("jacket", "cotton", "grey")
-    assert garment_level("shirt", "cotton", "black") > garment_level("shirt", "cotton", "white")
+    # near-infrared reflectance: light dyes and reflective fibres are brighter, the hue plays no role
+    assert garment_level("cotton", "white") > garment_level("cotton", "grey") > garment_level("cotton", "black")
+    assert garment_level("cotton", "grey") > garment_level("leather", "grey")
+    assert garment_level("cotton", "test-red") == garment_level("cotton", "test-grey")
     new_material = "leather" if a.upper.material != "leather" else "cotton"
     rematerial = dataclasses.replace(a, upper=dataclasses.replace(a.upper, material=new_material))
     cam = sample_camera(0, 1)

@@ -1,7 +1,7 @@
 """SynthVCM: the miniature world, a procedurally generated video visible-infrared ReID dataset.
 
 Identities (:mod:`.identities`) walk past cameras (:mod:`.world`), are drawn by a tiny
-renderer (:mod:`.renderer`: colour only in visible frames, thermal-like grey infrared) and are
+renderer (:mod:`.renderer`: colour only in visible frames, near-infrared grey frames) and are
 written in a real dataset's exact on-disk format (:mod:`.writers`; the image benchmarks
 SYSU-MM01 and RegDB in :mod:`.writers_image`), so the real loaders read them unchanged.
 :mod:`.captions` describes identities in words (TinyCLIP pretraining).

@@ -2,15 +2,15 @@
 
 An identity is a small, frozen record of what a person looks like and how they walk:
 body shape, two garments (colour, pattern, material), accessory, hair and gait. The
-renderer (:mod:`.renderer`) turns it into visible or thermal-like frames, the caption
+renderer (:mod:`.renderer`) turns it into visible or near-infrared frames, the caption
 module (:mod:`.captions`) into sentences.
 
 What each modality sees is decided here, as data:
 
 * colour (``Garment.colour``, ``Garment.pattern_colour``, hair colour, skin tone) exists
   only in the visible modality;
-* a garment's infrared brightness follows its insulation (kind), its **material** (emissivity)
-  and its dye darkness, never its hue (``renderer.garment_level``);
+* a garment's infrared brightness follows its dye's luminance and its **material** (near-infrared
+  reflectance), never its hue (``renderer.garment_level``);
   patterns keep a material-dependent texture contrast in infrared (``pattern_contrast``);
 * shape, sleeve/leg length, accessories and gait are geometric, so both modalities show them.
 
@@ -43,8 +43,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 LOWER_COLOURS: tuple[str, ...] = ("black", "navy", "blue", "grey", "beige", "brown", "white")
 UPPER_COLOURS: tuple[str, ...] = tuple(COLOURS)
 
-#: Garment material -> thermal emissivity-like brightness in infrared (0..1 of skin).
-#: Infrared intensity depends on this, never on the visible colour.
+#: Garment material -> near-infrared reflectance (0..1 of skin); with the dye's luminance it sets
+#: the garment's infrared level (``renderer.garment_level``), never the hue.
 MATERIALS: dict[str, float] = {
     "cotton": 0.70,
     "wool": 0.56,
@@ -57,7 +57,7 @@ PATTERN_PROBS: tuple[float, ...] = (0.36, 0.16, 0.16, 0.16, 0.16)
 #: Stripe/check period range (fraction of body height).
 PATTERN_PERIOD: tuple[float, float] = (0.035, 0.07)
 #: Infrared texture contrast of a pattern's secondary regions (random sign), on top of the level
-#: difference that the two dyes' darkness makes (renderer.garment_level).
+#: difference that the two dyes' luminance makes (renderer.garment_level).
 PATTERN_TEXTURE: tuple[float, float] = (0.12, 0.28)
 UPPER_KINDS: tuple[str, ...] = ("shirt", "t-shirt", "jacket", "sweater")
 LOWER_KINDS: tuple[str, ...] = ("trousers", "shorts", "skirt")
@@ -137,7 +137,7 @@ class IdentityAttributes:
         accessory: one of :data:`ACCESSORIES`.
         hair_colour: key of :data:`HAIR_COLOURS` (visible only).
         hair_length: one of :data:`HAIR_LENGTHS`.
-        skin_tone: index into :data:`SKIN_TONES` (visible only; skin is uniformly warm in IR).
+        skin_tone: index into :data:`SKIN_TONES` (visible only; skin is uniformly bright in IR).
         shoes: key of :data:`SHOE_COLOURS`.
         accessory_colour: colour name of the accessory (visible only).
         gait: walking style.

@@ -257,7 +257,7 @@ def _readme(world: World, fmt: str, summary: dict) -> str:
         f"Seed: {world.seed}",
         f"On-disk format: {layout} ({fmt})",
         f"Frame size: {world.spec.height}x{world.spec.width} (HxW)",
-        "Synthetic data: colour appears only in RGB frames; IR frames are thermal-like 3-channel grey.",
+        "Synthetic data: colour appears only in RGB frames; IR frames are near-infrared-like 3-channel grey.",
         "Per-identity attributes and splits: attributes.json. Regenerate with:",
         f"  python -m reprolib data synth OUT --scale {world.spec.name} --seed {world.seed} --format {fmt}",
         "",
