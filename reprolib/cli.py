@@ -7,7 +7,7 @@ Commands (each one line in ``python -m reprolib --help``)::
     weights check                        report the CLIP weights the paper profile would load
     train CONFIG [--profile P] [--set k=v ...]   train + evaluate; prints the run directory last
     eval RUN_DIR                         re-evaluate a run's checkpoint
-    bench {data|eval|text}               benchmarks (not tests)
+    bench {data|eval|text|train}         benchmarks (not tests)
     profile [CONFIG]                     parameters per module and FLOPs of a config's model
     notebook {run|list}                  render notebooks headless with papermill
     tinyclip {train|eval}                pretrain / evaluate the miniature world's CLIP
@@ -78,6 +78,7 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
         "data": ("training-loader throughput vs per-frame PIL + torchvision", _delegate("reprolib.bench.data")),
         "eval": ("fast evaluator vs the official per-query algorithm", _delegate("reprolib.bench.eval")),
         "text": ("VLD's text encoder: EOT-truncated vs full-context prompts", _delegate("reprolib.bench.text")),
+        "train": ("training time per step of configs, measured side by side", _delegate("reprolib.bench.train")),
     },
     "notebook": {
         "run": ("render a notebook headless with papermill", _delegate("reprolib.notebooks", "main_run")),

@@ -30,6 +30,7 @@ PAPER_NAME = {
     "vld": "VLD (Li et al., *Video-Level Language-Driven VVI-ReID*, TIFS 2025)",
     "cmft": "CMFT (Mukhtar & Khan, 2025)",
 }
+PAPER_SHORT = {"xreid": "X-ReID", "vld": "VLD", "cmft": "CMFT"}
 PARAMS = '''# Parameters (papermill injects values here; plain literals only)
 profile = "embedded"      # "smoke" (CI) | "embedded" (miniature world, CPU) | "paper" (real data, GPU)
 data_root = ""            # paper profile: dataset root, e.g. "/data/HITSZ-VCM"
@@ -100,12 +101,12 @@ def target_cells(target: Target) -> list:
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
     plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},),
-                               title=f"{target.paper.upper()} {target.item} — ours: {{profile}} profile")
+                               title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{profile}} profile")
 wb.save_figure(fig, "{target.paper}_{target.item}")
 display(fig)
 plt.close(fig)''' if not target.item.startswith("fig") else
             f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r},
-                     title="{target.paper.upper()} {target.item} — ours: " + profile)
+                     title="{PAPER_SHORT[target.paper]} {target.item} — ours: " + profile)
 wb.save_figure(fig, "{target.paper}_{target.item}_sweep")
 display(fig)
 plt.close(fig)''')
@@ -165,10 +166,27 @@ print("table written to", path.relative_to(path.parents[2]))'''),
 ]
 
 TIME_CELLS = [
-    new_markdown_cell("## Training time\n\nMeasured wall-clock of the optimisation steps of each run (evaluation "
-                      "excluded) on the machine named in the table. `ours relative` is each run's time over "
-                      "VLD's (the last row): the number that can be compared with the paper's ratios."),
-    new_code_cell("times = time_table(target, rep)\ntimes.round(3)"),
+    new_markdown_cell("## Training time\n\n`ours train min`: the measured wall-clock of each run's optimisation "
+                      "steps as it was trained (evaluation excluded), on the machine named in `hardware`; runs "
+                      "trained on different days or beside other jobs are not comparable with each other. So every "
+                      "row is also timed here, side by side in one process (`python -m reprolib bench train`: the "
+                      "profile's full epoch schedule with a few steps per epoch, every per-epoch hook included, "
+                      "projected to the full schedule). `ours relative` is each row's projected time over VLD's "
+                      "(the last row): the number that can be compared with the paper's ratios."),
+    new_code_cell("times = time_table(target, rep, wb, bench_iters=3 if profile == \"smoke\" else 10)\ntimes.round(3)"),
+    new_code_cell('''ratios = times[["paper time_h", "ours relative"]].dropna(how="all").copy()
+ratios["paper relative"] = ratios["paper time_h"] / times["paper time_h"].iloc[-1]
+ax = ratios[["paper relative", "ours relative"]].plot.bar(figsize=(6, 3), color=["#bbbbbb", "#4575b4"], rot=0)
+ax.axhline(1.0, color="k", lw=0.6)
+ax.set_ylabel("training time / VLD's")
+ax.set_title(f"{target.title} — ours: {profile} profile", fontsize=9)
+fig = ax.figure
+fig.tight_layout()
+wb.save_figure(fig, f"{target.paper}_{target.item}_time")
+display(fig)
+plt.close(fig)
+# Checks: every row that ran was also timed side by side
+assert times.loc[list(rep.runs), "bench projected min"].gt(0).all()'''),
 ]
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from reprolib import PACKAGE_ROOT, PROJECT_ROOT
-from reprolib.config import ExperimentConfig, config_hash, load_config, resolve_path
+from reprolib.config import ExperimentConfig, config_hash, load_config, resolve_path, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,66 @@ def _ensure_synthetic(root: Path, scale: str, dataset: str) -> None:
     # a no-op when the tree matches; a tree of an older generator version is regenerated; any other
     # tree at that path is an error (write_world never replaces what it did not write)
     write_world(root, scale=preset, seed=0, fmt=fmt)
+
+
+#: Config keys that only change how a trained model is tested (the test protocol, a cross-dataset
+#: test set, the distance, BUPTCampus's test-gallery mode): training never reads them. A run that
+#: differs from a finished one only in these is evaluated from that run's checkpoint instead of
+#: being trained again (VLD Table VIII tests the models of Tables II and III on the other dataset).
+EVAL_ONLY_KEYS = ("eval", "data.bupt_eval_mode", "data.bupt_eval_batch")
+
+
+def training_view(cfg: ExperimentConfig) -> dict:
+    """The config as a dict without :data:`EVAL_ONLY_KEYS`: two runs with equal views train the same model."""
+    tree = to_dict(cfg)
+    for dotted in EVAL_ONLY_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for k in parents:
+            node = node.get(k, {})
+        node.pop(leaf, None)
+    return tree
+
+
+def trained_twin(cfg: ExperimentConfig, root: Path) -> Optional[Path]:
+    """A finished run in ``root`` that trained exactly ``cfg``'s model (same training view, same code
+    version) and still has its checkpoint; ``None`` if there is none."""
+    want = training_view(cfg)
+    for run_dir in sorted(root.glob(f"{cfg.name}-*")):
+        if not ((run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
+                and (run_dir / "config.yaml").is_file()):
+            continue
+        other = load_config(str(run_dir / "config.yaml"))
+        if run_dir.name == f"{other.name}-{run_key(other)}" and training_view(other) == want:
+            return run_dir
+    return None
+
+
+def _evaluate_twin(cfg: ExperimentConfig, twin: Path, run_dir: Path) -> dict:
+    """Write ``run_dir`` as ``cfg``'s run by testing ``twin``'s trained model under ``cfg``'s evaluation
+    keys: config and provenance of ``cfg``, the twin's training log and training metrics, new test
+    metrics, and ``evaluated_from`` naming the twin."""
+    import shutil
+    import time
+
+    from reprolib.engine.evaluator import eval_setup, evaluate_model
+    from reprolib.engine.provenance import write_provenance
+    from reprolib.engine.trainer import load_trained, resolve_amp
+    from reprolib.utils import atomic_write_json
+
+    log.info("run store: %s trained the same model (only evaluation keys differ); testing its checkpoint",
+             twin.name)
+    _, train_dataset, model, device = load_trained(twin, cfg.device)
+    eval_cfg, eval_dataset = eval_setup(cfg, train_dataset)
+    t0 = time.perf_counter()
+    metrics = evaluate_model(model, eval_dataset, eval_cfg, device, resolve_amp(cfg.train.amp, device).dtype)
+    result = {**json.loads((twin / "metrics.json").read_text()), "eval": metrics,
+              "eval_time_s": time.perf_counter() - t0, "config_hash": config_hash(cfg), "evaluated_from": twin.name}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_provenance(run_dir, cfg, extra={"config_hash": config_hash(cfg), "evaluated_from": twin.name})
+    shutil.copyfile(twin / "train_log.jsonl", run_dir / "train_log.jsonl")
+    atomic_write_json(run_dir / "metrics.json", result)
+    return result
 
 
 def default_store(profile: str) -> Path:
@@ -171,6 +231,9 @@ def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
     if (run_dir / "last.pt").exists():
         log.info("run store: %s was interrupted; resuming", run_dir.name)
     ensure_world(cfg)
+    twin = None if (force or (run_dir / "last.pt").exists()) else trained_twin(cfg, root)
+    if twin is not None:
+        return Run(run_dir, cfg, _evaluate_twin(cfg, twin, run_dir), key, cached=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     from reprolib.engine import train_experiment  # heavy import only when training
 
@@ -187,4 +250,5 @@ def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[di
     return out
 
 
-__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "default_store", "ensure_world"]
+__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "default_store", "ensure_world",
+           "training_view", "trained_twin", "EVAL_ONLY_KEYS"]

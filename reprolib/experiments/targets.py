@@ -397,12 +397,23 @@ def _reported(target: Target, spec: RowSpec, metric: str) -> float:
         return float("nan")
 
 
-def time_table(target: Target, rep: Reproduction) -> pd.DataFrame:
-    """Measured training time of every run of ``rep`` beside the paper's hours (VLD Table IX).
+def time_table(target: Target, rep: Reproduction, wb: Any = None, bench_iters: int = 0) -> pd.DataFrame:
+    """Training time of every run of ``rep`` beside the paper's hours (VLD Table IX).
 
-    Our time is the wall-clock of the optimisation steps (``train_time_s`` in ``metrics.json``,
-    evaluation excluded), with the hardware it ran on from ``provenance.json``; the paper's is its
-    full schedule on its GPUs, so only the ratios between rows are comparable.
+    ``ours train min`` is the wall-clock of each run's optimisation steps as it was trained
+    (``train_time_s`` in ``metrics.json``, evaluation excluded), with the hardware from
+    ``provenance.json``. Runs trained on different days, or beside other jobs, are not comparable,
+    so with ``bench_iters > 0`` every row is also timed side by side in this process by
+    :func:`reprolib.bench.train.time_training` (``bench s/step``; ``bench projected min``: the
+    profile's full schedule, per-epoch hooks included), and ``ours relative`` (each row's time over
+    the last row's: VLD's) comes from those controlled measurements. The paper's hours are its
+    full schedules on its GPUs, so only the ratios between rows are comparable.
+
+    Args:
+        target: the spec (kind ``time``).
+        rep: its reproduction (the runs).
+        wb: the notebook's Workbook (profile and overrides of the controlled timing).
+        bench_iters: steps timed per epoch by the controlled timing (0: none).
     """
     import json
 
@@ -417,11 +428,18 @@ def time_table(target: Target, rep: Reproduction) -> pd.DataFrame:
             line.update({"ours train min": run.metrics["train_time_s"] / 60, "steps": run.metrics["global_step"],
                          "ours s/step": run.metrics["train_time_s"] / max(1, run.metrics["global_step"]),
                          "hardware": device})
+            if bench_iters > 0 and wb is not None:
+                from reprolib.bench.train import time_training
+
+                timed = time_training(spec.config, wb.profile, [*wb.overrides, *target.overrides_for(spec, wb.profile)],
+                                      iters=bench_iters)
+                line.update({"bench s/step": timed["step_s"], "bench projected min": timed["projected_s"] / 60,
+                             "bench hardware": f"{timed['device']} ({timed['threads']} threads)"})
         out.append(line)
     table = pd.DataFrame(out).set_index("row")
-    if "ours train min" in table and table["ours train min"].notna().any():
-        ref = table["ours train min"].dropna().iloc[-1]
-        table["ours relative"] = table["ours train min"] / ref
+    basis = "bench projected min" if "bench projected min" in table else "ours train min"
+    if basis in table and table[basis].notna().any():
+        table["ours relative"] = table[basis] / table[basis].dropna().iloc[-1]
     return table
 
 

@@ -58,8 +58,9 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
 
     The miniature's absolute numbers are far from the real benchmark's, so what can be compared is
     the *order* of the rows: the two panels of a metric share the row order and the colours (one per
-    direction), and each has the y-range of its own numbers. Rows without a number of ours are
-    marked ``pending``.
+    direction), and each has its own y-scale (from zero; every bar is labelled with its value).
+    Rows of several datasets are grouped by dataset. Rows without a number of ours are marked
+    ``pending``.
 
     Args:
         table: long table of :func:`reprolib.experiments.compare.side_by_side`.
@@ -76,6 +77,10 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
                   + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
                   for r, ds, s in zip(t["row"], t.get("dataset", t["row"]), t["setting"])]
     groups = list(dict.fromkeys(t["group"]))
+    if several:  # one dataset's rows together, datasets in the order they first appear
+        order = {ds: i for i, ds in enumerate(dict.fromkeys(t["dataset"]))}
+        ds_of = dict(zip(t["group"], t["dataset"]))
+        groups.sort(key=lambda g: order[ds_of[g]])
     directions = [d for d in dict.fromkeys(t["direction"])]
     palette = ["#4575b4", "#d73027", "#1a9850", "#984ea3"]
     colours = {d: palette[i % len(palette)] for i, d in enumerate(directions)}
@@ -92,17 +97,17 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
                 ax.bar(x, vals, width, color=colours[d], label=d or metric,
                        hatch="//" if col == "paper" else None, edgecolor="#333333", linewidth=0.4)
                 for xi, v in zip(x, vals):
-                    if np.isnan(v):
+                    if not np.isnan(v):
+                        ax.text(xi, v, f"{v:.1f}", ha="center", va="bottom", fontsize=5.5, color="#333333")
+                    else:
                         ax.text(xi, 0.02, "pending" if col == "ours" else "n/a", rotation=90, ha="center",
                                 va="bottom", fontsize=6, color="#888888", transform=ax.get_xaxis_transform())
             ax.set_xticks(np.arange(len(groups)), groups if i == len(metrics) - 1 else [""] * len(groups), fontsize=7)
             ax.set_title(f"{name}: {metric}", fontsize=9)
             ax.set_ylabel(f"{metric} (%)" if metric in ("R1", "R5", "R10", "R20", "mAP", "mINP") else metric, fontsize=8)
             finite = tm[col].astype(float).dropna()
-            if len(finite):
-                lo, hi = float(finite.min()), float(finite.max())
-                pad = max(0.5, 0.15 * (hi - lo))
-                ax.set_ylim(max(0.0, lo - pad), hi + pad)
+            if len(finite):  # bars start at zero (a cut axis would exaggerate the gaps); room for the labels
+                ax.set_ylim(0.0, 1.12 * float(finite.max()))
             if i == 0 and len(directions) > 1:
                 ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.suptitle(title, fontsize=9)
