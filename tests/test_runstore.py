@@ -67,3 +67,64 @@ def test_a_training_key_difference_finds_no_twin(tmp_path):
     assert trained_twin(load_config("baseline", "smoke", ["data.seq_len=3"]), tmp_path) is None
     view = training_view(load_config("baseline", "smoke", ["data.bupt_eval_mode=full"]))
     assert "eval" not in view and "bupt_eval_mode" not in view["data"] and "seq_len" in view["data"]
+
+
+# ----------------------------------------------------------------------------- family-scoped code versions
+def _imported_modules(path):
+    """Module names a file imports (``from a.b import c`` gives ``a.b`` and ``a.b.c``) and the
+    dotted ``reprolib.`` names in its string constants (dynamic imports)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("reprolib."):
+            names.add(node.value)
+    return names
+
+
+def test_family_code_is_imported_only_by_its_family():
+    from reprolib import PACKAGE_ROOT
+    from reprolib.experiments.runstore import CODE_PACKAGES, FAMILY_CODE
+
+    for family, paths in FAMILY_CODE.items():
+        owned = tuple("reprolib." + p.replace("/", ".") for p in paths)
+        for pkg in CODE_PACKAGES:
+            for path in (PACKAGE_ROOT / pkg).rglob("*.py"):
+                rel = path.relative_to(PACKAGE_ROOT).as_posix()
+                if any(rel.startswith(p + "/") for p in paths) or rel == "models/__init__.py":  # own / registration
+                    continue
+                bad = {n for n in _imported_modules(path) if n in owned or n.startswith(tuple(o + "." for o in owned))}
+                assert not bad, f"reprolib/{rel} uses {family}-only code {sorted(bad)}: move it out of FAMILY_CODE"
+
+
+def test_a_change_in_family_code_rekeys_only_that_family(tmp_path, monkeypatch):
+    import shutil
+
+    from reprolib import PACKAGE_ROOT
+    from reprolib.experiments import runstore
+
+    for pkg in runstore.CODE_PACKAGES:
+        shutil.copytree(PACKAGE_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(runstore, "PACKAGE_ROOT", tmp_path)
+    cmft, vld = load_config("cmft", "smoke"), load_config("vld", "smoke")
+
+    def keys():
+        runstore.code_version.cache_clear()
+        return runstore.run_key(cmft), runstore.run_key(vld)
+
+    try:
+        before = keys()
+        with open(tmp_path / "models" / "cmft" / "tsm.py", "a") as f:
+            f.write("\nCHANGED = 1\n")
+        after_family = keys()
+        with open(tmp_path / "engine" / "optim.py", "a") as f:
+            f.write("\nCHANGED = 1\n")
+        after_shared = keys()
+    finally:
+        runstore.code_version.cache_clear()
+    assert after_family[0] != before[0] and after_family[1] == before[1]  # CMFT re-keyed, VLD not
+    assert after_shared[0] != after_family[0] and after_shared[1] != after_family[1]  # shared code keys both
