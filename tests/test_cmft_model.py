@@ -88,6 +88,21 @@ def test_single_frame_stream_equals_plain_resnet():
         assert not torch.allclose(shifted(x2)["conv6"], plain(x2)["conv6"], atol=1e-4)
 
 
+def test_zero_init_residual_starts_every_bottleneck_as_the_identity():
+    torch.manual_seed(0)
+    zero = TSMResNet(base_width=8, zero_init_residual=True).eval()
+    plain = TSMResNet(base_width=8).eval()
+    block_zero, block_plain = zero.layer2[1], plain.layer2[1]  # no downsample: out = relu(x + F(x))
+    x = torch.rand(2 * T, block_zero.conv1.net.in_channels, 8, 4)  # (N*T, C, h, w), non-negative
+    with torch.no_grad():
+        assert torch.equal(block_zero(x), x)
+        assert not torch.allclose(block_plain(x), x)
+    assert all(float(b.bn3.weight.abs().sum()) == 0 for layer in (zero.layer1, zero.layer4) for b in layer)
+    # loaded weights replace the initialisation
+    zero.load_torchvision_state_dict({k.replace(".conv1.net.", ".conv1."): v for k, v in plain.state_dict().items()})
+    assert torch.equal(zero.layer2[1].bn3.weight, plain.layer2[1].bn3.weight)
+
+
 # -- streams and weights -------------------------------------------------------------------
 
 

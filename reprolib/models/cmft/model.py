@@ -84,6 +84,12 @@ class CMFTExtra:
     last_stride: int = 1  # layer4 stride: 1 (ReID convention; not stated in the paper) | 2
     shift: bool = True  # TSM residual shift (identity anyway for T = 1)
     shift_div: int = 8  # 1/8 of the channels each way
+    # Randomly initialised streams (smoke/embedded: no ImageNet weights ship) start each bottleneck
+    # as the identity. Without it the batch-hard L_cross on the near-identical features of a fresh
+    # narrow ResNet back-propagates a stream gradient of norm ~850 at the first step (L_ID: ~36),
+    # the losses went to NaN, and with clipping the ID loss stayed at chance for 800 steps.
+    # No effect when weights are loaded (the paper profile).
+    zero_init_residual: bool = False
     num_heads: int = 8  # section 4.2
     num_layers: int = 1  # L, cross-attention layers per branch (#19)
     final_dim: int = 0  # final CCF width after the FC pair; 0 = C_6 / 2 (1024 on ResNet-50)
@@ -183,7 +189,7 @@ class CMFT(ReIDModel):
         self.loss_fns = table
         bb = model_cfg.backbone
         self.stream_rgb = build_tsm_resnet(bb.arch, bb.pretrained, bb.weights_path, self.extra.last_stride,
-                                           self.extra.shift_div, self.extra.shift)
+                                           self.extra.shift_div, self.extra.shift, self.extra.zero_init_residual)
         self.stream_ir = copy.deepcopy(self.stream_rgb)  # independent weights, same initialisation
         self.feat_dim = self.stream_rgb.out_channels
         self.fusion = build_fusion(self.extra.variant, self.stream_rgb.specs, self.extra.ccf_options())

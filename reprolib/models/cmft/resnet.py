@@ -102,9 +102,13 @@ class TSMResNet(nn.Module):
         last_stride: stride of ``layer4`` (1, the ReID convention; or 2, torchvision's).
         shift_div: TSM channel divisor (8).
         shift: False builds a plain ResNet (no temporal shift).
+        zero_init_residual: zero the last BN scale of every bottleneck, so each residual block
+            starts as the identity (torchvision's option of the same name; Goyal et al., 2017).
+            Only matters for a stream trained from scratch: loaded weights replace it.
     """
 
-    def __init__(self, base_width: int = 64, last_stride: int = 1, shift_div: int = 8, shift: bool = True) -> None:
+    def __init__(self, base_width: int = 64, last_stride: int = 1, shift_div: int = 8, shift: bool = True,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"model.extra.last_stride: expected 1 or 2, got {last_stride}")
@@ -118,7 +122,7 @@ class TSMResNet(nn.Module):
         strides = (1, 2, 2, last_stride)
         for i, (blocks, stride) in enumerate(zip(RESNET50_LAYERS, strides)):
             setattr(self, f"layer{i + 1}", self._make_layer(base_width * 2 ** i, blocks, stride))
-        self._init_weights()
+        self._init_weights(zero_init_residual)
         self.shifts: list[TemporalShift] = []
         if shift:
             for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
@@ -137,14 +141,19 @@ class TSMResNet(nn.Module):
         layers += [Bottleneck(out, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def _init_weights(self) -> None:
-        """torchvision's ResNet initialisation (Kaiming-normal convolutions, BN weight 1, bias 0)."""
+    def _init_weights(self, zero_init_residual: bool = False) -> None:
+        """torchvision's ResNet initialisation (Kaiming-normal convolutions, BN weight 1, bias 0;
+        with ``zero_init_residual`` each bottleneck's ``bn3`` weight 0)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
 
     @property
     def out_channels(self) -> int:
@@ -285,7 +294,8 @@ def load_resnet_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 def build_tsm_resnet(arch: str = "resnet50", pretrained: str = "imagenet", weights_path: str = "",
-                     last_stride: int = 1, shift_div: int = 8, shift: bool = True) -> TSMResNet:
+                     last_stride: int = 1, shift_div: int = 8, shift: bool = True,
+                     zero_init_residual: bool = False) -> TSMResNet:
     """A TSM stream with its weights: resolved first (fast failure), then built and loaded.
 
     Args:
@@ -295,6 +305,7 @@ def build_tsm_resnet(arch: str = "resnet50", pretrained: str = "imagenet", weigh
         last_stride: ``layer4`` stride (1 or 2).
         shift_div: TSM channel divisor.
         shift: insert the temporal shift.
+        zero_init_residual: see :class:`TSMResNet` (random initialisation only).
 
     Returns:
         The stream on CPU in fp32.
@@ -303,7 +314,7 @@ def build_tsm_resnet(arch: str = "resnet50", pretrained: str = "imagenet", weigh
         WeightsNotFoundError: weights asked for but not found (before anything is built).
     """
     path = resolve_resnet_weights(arch, pretrained, weights_path)
-    stream = TSMResNet(parse_arch(arch), last_stride, shift_div, shift)
+    stream = TSMResNet(parse_arch(arch), last_stride, shift_div, shift, zero_init_residual)
     if path is None:
         logger.warning("model.backbone.pretrained='none': the CMFT streams ('%s') are RANDOMLY INITIALISED. "
                        "Fine for the smoke/embedded profiles; never for paper numbers.", arch)
