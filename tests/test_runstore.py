@@ -86,19 +86,36 @@ def _imported_modules(path):
     return names
 
 
-def test_family_code_is_imported_only_by_its_family():
+def test_family_code_is_imported_only_by_its_families():
     from reprolib import PACKAGE_ROOT
-    from reprolib.experiments.runstore import CODE_PACKAGES, FAMILY_CODE
+    from reprolib.experiments.runstore import CODE_PACKAGES, owners
 
-    for family, paths in FAMILY_CODE.items():
-        owned = tuple("reprolib." + p.replace("/", ".") for p in paths)
-        for pkg in CODE_PACKAGES:
-            for path in (PACKAGE_ROOT / pkg).rglob("*.py"):
-                rel = path.relative_to(PACKAGE_ROOT).as_posix()
-                if any(rel.startswith(p + "/") for p in paths) or rel == "models/__init__.py":  # own / registration
+    def rel_of(module):
+        parts = module.split(".")
+        if parts[0] != "reprolib":
+            return None
+        rel = "/".join(parts[1:])
+        if (PACKAGE_ROOT / f"{rel}.py").is_file():
+            return f"{rel}.py"
+        return rel if (PACKAGE_ROOT / rel).is_dir() else None
+
+    checked = 0
+    for pkg in CODE_PACKAGES:
+        for path in (PACKAGE_ROOT / pkg).rglob("*.py"):
+            if path.name == "__init__.py":  # registrations and re-exports
+                continue
+            rel = path.relative_to(PACKAGE_ROOT).as_posix()
+            mine = owners(rel)
+            for module in _imported_modules(path):
+                target = rel_of(module)
+                theirs = owners(target) if target else None
+                if theirs is None:
                     continue
-                bad = {n for n in _imported_modules(path) if n in owned or n.startswith(tuple(o + "." for o in owned))}
-                assert not bad, f"reprolib/{rel} uses {family}-only code {sorted(bad)}: move it out of FAMILY_CODE"
+                checked += 1
+                assert mine is not None and set(mine) <= set(theirs), (
+                    f"reprolib/{rel} (run by {mine or 'every family'}) imports {module}, which only {theirs} "
+                    "run: widen that FAMILY_CODE entry")
+    assert checked > 10  # the scan does see the families' imports
 
 
 def test_a_change_in_family_code_rekeys_only_that_family(tmp_path, monkeypatch):
@@ -110,21 +127,24 @@ def test_a_change_in_family_code_rekeys_only_that_family(tmp_path, monkeypatch):
     for pkg in runstore.CODE_PACKAGES:
         shutil.copytree(PACKAGE_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(runstore, "PACKAGE_ROOT", tmp_path)
-    cmft, vld = load_config("cmft", "smoke"), load_config("vld", "smoke")
+    cmft, vld, tfclip = load_config("cmft", "smoke"), load_config("vld", "smoke"), load_config("tfclip", "smoke")
 
     def keys():
         runstore.code_version.cache_clear()
-        return runstore.run_key(cmft), runstore.run_key(vld)
+        return runstore.run_key(cmft), runstore.run_key(vld), runstore.run_key(tfclip)
+
+    def change(rel):
+        with open(tmp_path / rel, "a") as f:
+            f.write("\nCHANGED = 1\n")
+        return keys()
 
     try:
         before = keys()
-        with open(tmp_path / "models" / "cmft" / "tsm.py", "a") as f:
-            f.write("\nCHANGED = 1\n")
-        after_family = keys()
-        with open(tmp_path / "engine" / "optim.py", "a") as f:
-            f.write("\nCHANGED = 1\n")
-        after_shared = keys()
+        after_cmft = change("models/cmft/tsm.py")
+        after_mii = change("models/xreid/mii.py")  # X-ReID's block, reused by TF-CLIP
+        after_shared = change("engine/optim.py")
     finally:
         runstore.code_version.cache_clear()
-    assert after_family[0] != before[0] and after_family[1] == before[1]  # CMFT re-keyed, VLD not
-    assert after_shared[0] != after_family[0] and after_shared[1] != after_family[1]  # shared code keys both
+    assert after_cmft[0] != before[0] and after_cmft[1:] == before[1:]  # CMFT re-keyed, VLD and TF-CLIP not
+    assert after_mii[:2] == after_cmft[:2] and after_mii[2] != after_cmft[2]  # TF-CLIP re-keyed only
+    assert all(a != b for a, b in zip(after_shared, after_mii))  # shared code keys every family

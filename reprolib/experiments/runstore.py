@@ -17,8 +17,8 @@ Layout (DESIGN.md section 4)::
 The key hashes the resolved config, the profile and a *semantic* hash of the code that
 produced the run (the AST of ``reprolib.data``, ``models``, ``losses``, ``engine`` and ``eval``
 with docstrings removed), so editing a comment keeps a run valid while changing code retrains.
-Code that a single model family owns (:data:`FAMILY_CODE`: CMFT's streams, fusion and losses)
-keys only that family's runs.
+Code that only some model families run (:data:`FAMILY_CODE`: CMFT's streams, VLD's hub, X-ReID's
+CPC, ...) keys only those families' runs.
 """
 from __future__ import annotations
 
@@ -40,14 +40,36 @@ log = logging.getLogger(__name__)
 #: Packages whose code determines a run's result.
 CODE_PACKAGES = ("data", "models", "losses", "engine", "eval")
 
-#: Code that only one model family runs (paths under ``reprolib/``, by ``model.name``): a change
-#: there re-keys that family's runs and no other's, so work on one paper does not retrain the
-#: others. Everything else in :data:`CODE_PACKAGES` is shared and keys every run. A test checks
-#: statically that nothing outside a family's paths imports them (the registering
-#: ``__init__`` of the package aside).
+#: Code that only some model families run: a path under ``reprolib/`` (file or folder) -> the
+#: ``model.name`` families that run it. A change there re-keys those families' runs and no other's,
+#: so work on one paper does not retrain the others; everything else in :data:`CODE_PACKAGES` is
+#: shared and keys every run. ``test_runstore`` checks statically that no module imports code
+#: owned by a family it does not belong to (package ``__init__`` registrations aside).
 FAMILY_CODE: dict[str, tuple[str, ...]] = {
-    "cmft": ("models/cmft", "losses/cmft"),
+    "models/cmft": ("cmft",),
+    "losses/cmft": ("cmft",),
+    "models/baseline.py": ("baseline",),
+    "models/vld.py": ("vld",),
+    "models/stp.py": ("vld",),
+    "models/temporal.py": ("vld",),
+    "models/prompts.py": ("vld", "clipreid", "tfclip"),
+    "models/clipreid.py": ("clipreid", "tfclip"),
+    "models/tfclip.py": ("tfclip",),
+    "models/xreid": ("xreid", "tfclip"),  # TF-CLIP reuses X-ReID's cross-attention block (mii.py)
+    "models/xreid/model.py": ("xreid",),
+    "models/xreid/cpc.py": ("xreid",),
+    "losses/cmcl.py": ("xreid",),
 }
+
+
+def owners(rel: str) -> Optional[tuple[str, ...]]:
+    """The families owning ``rel`` (a path under ``reprolib/``) by its most specific
+    :data:`FAMILY_CODE` entry; ``None`` for shared code."""
+    best = None
+    for path, fams in FAMILY_CODE.items():
+        if (rel == path or rel.startswith(path.rstrip("/") + "/")) and (best is None or len(path) > len(best[0])):
+            best = (path, fams)
+    return best[1] if best else None
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -60,37 +82,33 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def _owned_by_others(family: Optional[str]) -> tuple[str, ...]:
-    return tuple(p for f, paths in FAMILY_CODE.items() if f != family for p in paths)
-
-
 @functools.lru_cache(maxsize=None)
-def code_version(packages: tuple[str, ...] = CODE_PACKAGES, exclude: tuple[str, ...] = ()) -> str:
+def code_version(packages: tuple[str, ...] = CODE_PACKAGES, family: Optional[str] = None,
+                 root: Optional[Path] = None) -> str:
     """Semantic hash of the library code that determines results (comments and docstrings ignored).
 
     Args:
         packages: sub-packages of ``reprolib`` to hash.
-        exclude: paths under ``reprolib/`` left out (other families' code, :data:`FAMILY_CODE`).
+        family: hash only the shared code and this ``model.name`` family's (:data:`FAMILY_CODE`);
+            ``None``: all the code.
+        root: the ``reprolib`` folder to read (default: this package; another revision's for
+            ``tools/rekey_runs.py``).
     """
+    root = Path(root) if root is not None else PACKAGE_ROOT
     h = hashlib.sha256()
 
     def kept(path: Path) -> bool:
-        rel = path.relative_to(PACKAGE_ROOT).as_posix()
-        return not any(rel == e or rel.startswith(e.rstrip("/") + "/") for e in exclude)
+        fams = owners(path.relative_to(root).as_posix())
+        return family is None or fams is None or family in fams
 
     for pkg in packages:
-        for path in sorted(p for p in (PACKAGE_ROOT / pkg).rglob("*.py") if kept(p)):
+        for path in sorted(p for p in (root / pkg).rglob("*.py") if kept(p)):
             tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
-            h.update(str(path.relative_to(PACKAGE_ROOT)).encode())
+            h.update(str(path.relative_to(root)).encode())
             h.update(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
-        for path in sorted(p for p in (PACKAGE_ROOT / pkg).rglob("*.json") if kept(p)):  # model configs are code too
+        for path in sorted(p for p in (root / pkg).rglob("*.json") if kept(p)):  # model configs are code too
             h.update(path.read_bytes())
     return h.hexdigest()[:12]
-
-
-def family_code_version(family: Optional[str]) -> str:
-    """:func:`code_version` of the code a ``model.name`` family runs: the shared code and its own."""
-    return code_version(CODE_PACKAGES, _owned_by_others(family))
 
 
 #: Profiles whose data is the generated miniature world, and the world layout of each dataset.
@@ -197,16 +215,11 @@ def default_store(profile: str) -> Path:
     return base / profile / "runs"
 
 
-def run_key(cfg: ExperimentConfig) -> str:
+def run_key(cfg: ExperimentConfig, code: Optional[str] = None) -> str:
     """Key of a run: hash of the resolved config, its profile and the version of the code its model
-    family runs (:func:`family_code_version`)."""
-    return config_hash(cfg, extra={"profile": cfg.profile, "code": family_code_version(cfg.model.name)})
-
-
-def legacy_run_key(cfg: ExperimentConfig) -> str:
-    """The key runs had before :data:`FAMILY_CODE` (every family keyed by all the code); used once by
-    ``tools/rekey_runs.py`` to rename runs whose code is unchanged."""
-    return config_hash(cfg, extra={"profile": cfg.profile, "code": code_version()})
+    family runs (``code``: that version string, default :func:`code_version` of ``cfg.model.name``)."""
+    code = code if code is not None else code_version(CODE_PACKAGES, cfg.model.name)
+    return config_hash(cfg, extra={"profile": cfg.profile, "code": code})
 
 
 @dataclass
@@ -287,6 +300,6 @@ def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[di
     return out
 
 
-__all__ = ["Run", "get_run", "list_runs", "run_key", "legacy_run_key", "code_version", "family_code_version",
-           "FAMILY_CODE", "default_store", "ensure_world",
+__all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "owners", "FAMILY_CODE", "default_store",
+           "ensure_world",
            "training_view", "trained_twin", "EVAL_ONLY_KEYS"]
