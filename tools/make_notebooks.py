@@ -75,7 +75,8 @@ from reprolib.experiments.targets import (chance_table, cost_table, get_target, 
 from reprolib.experiments.workbook import Workbook, above_chance
 from reprolib.paper import paper_table
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+logging.getLogger("reprolib").setLevel(logging.INFO)   # our progress; third-party chatter stays quiet
 wb = Workbook(profile, data_root=data_root, device=device, clip_weights=clip_weights, overrides=overrides)
 target = get_target({paper!r}, {item!r})
 display(Markdown(f"**Profile:** {{wb.label()}}"))'''
