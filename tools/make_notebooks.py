@@ -101,7 +101,7 @@ print("table written to", path.relative_to(path.parents[2]))'''
 def target_cells(target: Target) -> list:
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
-    plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},),
+    plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},), rows=[r.row for r in target.rows if r.config],
                                title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{profile}} profile")
 wb.save_figure(fig, "{target.paper}_{target.item}")
 display(fig)

@@ -53,7 +53,8 @@ def _setting_dict(setting: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in str(setting).split(";") if "=" in kv)
 
 
-def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = ""):
+def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "",
+                         rows: Optional[Sequence[str]] = None):
     """The paper's numbers and ours side by side, one row of two panels per metric.
 
     The miniature's absolute numbers are far from the real benchmark's, so what can be compared is
@@ -66,11 +67,15 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
         table: long table of :func:`reprolib.experiments.compare.side_by_side`.
         metrics: which metrics (one row of panels each; those absent from ``table`` are skipped).
         title: figure title (name the profile: embedded numbers are not real-benchmark claims).
+        rows: only these paper rows (e.g. those we implement: a state-of-the-art table lists many
+            methods that only the paper ran); default all.
     """
     import matplotlib.pyplot as plt
 
     metrics = [m for m in metrics if (table["metric"] == m).any()]
     t = table[table["metric"].isin(metrics)].copy()
+    if rows is not None:
+        t = t[t["row"].isin(list(rows))]
     t["direction"] = [_setting_dict(s).get("direction", "") for s in t["setting"]]
     several = "dataset" in t and t["dataset"].nunique() > 1  # e.g. X-ReID Table 3: HITSZ-VCM and BUPTCampus
     t["group"] = [f"{r}" + (f"\n{ds}" if several else "")
