@@ -113,10 +113,11 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
             finite = tm[col].astype(float).dropna()
             if len(finite):  # bars start at zero (a cut axis would exaggerate the gaps); room for the labels
                 ax.set_ylim(0.0, 1.12 * float(finite.max()))
-            if i == 0 and len(directions) > 1:
-                ax.legend(fontsize=7, loc="best", framealpha=0.7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if len(directions) > 1 else None)
+    if len(directions) > 1:  # one legend for the figure, above the panels (never over a bar)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[d]) for d in directions]
+        fig.legend(handles, directions, loc="upper right", ncol=len(directions), fontsize=7, frameon=False)
     return fig
 
 
