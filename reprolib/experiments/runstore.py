@@ -301,5 +301,4 @@ def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[di
 
 
 __all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "owners", "FAMILY_CODE", "default_store",
-           "ensure_world",
-           "training_view", "trained_twin", "EVAL_ONLY_KEYS"]
+           "ensure_world", "training_view", "trained_twin", "EVAL_ONLY_KEYS"]
