@@ -40,6 +40,22 @@ def test_every_target_has_a_generated_notebook_that_is_up_to_date():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_a_figure_given_only_as_a_plot_gets_a_note_instead_of_an_empty_paper_table():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_notebooks as M
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    sweep = [c.source for c in M.cells(T.get_target("vld", "fig6"))]
+    assert not any("paper_table(" in s for s in sweep)           # every value of Fig. 6 is NaN
+    assert any("as a plot only" in s and "dotted line" in s for s in sweep)
+    assert any("sweep_plot(" in s for s in sweep)
+    table = [c.source for c in M.cells(T.get_target("vld", "table3"))]
+    assert "paper_table('vld', 'table3')" in table and not any("as a plot only" in s for s in table)
+    cost = M.cells(T.get_target("vld", "table10"))                 # sections assemble by kind, not by index
+    assert cost[3].source == "## The paper's numbers" and "cost_table(target)" in cost[6].source
+
+
 def test_every_row_config_resolves_under_every_profile_with_its_overrides():
     for paper, item in ALL:
         target = T.get_target(paper, item)

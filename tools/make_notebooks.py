@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reprolib.experiments.targets import Target, load_targets  # noqa: E402
+from reprolib.paper import load_numbers  # noqa: E402
 
 PAPER_DIGIT = {"xreid": "1", "vld": "2", "cmft": "3"}
 PAPER_NAME = {
@@ -98,40 +99,70 @@ path = wb.save_table(rep.table, target.paper, target.item,
 print("table written to", path.relative_to(path.parents[2]))'''
 
 
-def target_cells(target: Target) -> list:
+PLOT_NOTE_BARS = ("## Paper vs ours\n\nHatched: the paper's numbers on the real benchmark; solid: ours on the "
+                  "selected profile, each panel on its own scale.")
+PLOT_NOTE_SWEEP = ("## Ours across the sweep\n\nOne panel per swept hyper-parameter and metric, both directions; the dotted "
+                   "line marks the paper's choice. Where the paper gives numbers, its curve is drawn on a second "
+                   "axis (its own scale).")
+
+
+def paper_cells(target: Target) -> list:
+    """The "paper's numbers" cells: the table, or what to compare when the paper gives only a plot."""
+    cells = load_numbers(target.paper)
+    cells = cells[cells["item"] == target.item]
+    if cells["value"].notna().any():
+        return [new_markdown_cell("## The paper's numbers"),
+                new_code_cell(f"paper_table({target.paper!r}, {target.item!r})")]
+    sources = ", ".join(dict.fromkeys(cells["source"]))
+    compare = ("What can be compared is the shape: whether our curves peak at the paper's choice (the dotted "
+               "line below) and how flat they are around it." if is_sweep(target) else
+               "Compare our figure below with the paper's by eye.")
+    return [new_markdown_cell(
+        f"## The paper's numbers\n\nThe paper gives {sources} as a plot only: no value of it is in the text "
+        f"(`reprolib/paper/numbers.csv` lists its settings with empty values). {compare}")]
+
+
+def is_sweep(target: Target) -> bool:
+    """A figure whose rows sweep one hyper-parameter (plotted as curves rather than bars)."""
+    return target.item.startswith("fig") and target.kind == "ablation"
+
+
+def target_cells(target: Target) -> dict[str, list]:
+    """The cells every kind of target notebook shares, by section (:func:`cells` assembles them)."""
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
-    plot = (f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},), rows=[r.row for r in target.rows if r.config],
-                               title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{profile}} profile")
-wb.save_figure(fig, "{target.paper}_{target.item}")
-display(fig)
-plt.close(fig)''' if not target.item.startswith("fig") else
-            f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r},
+    plot = (f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r},
                      title="{PAPER_SHORT[target.paper]} {target.item} — ours: " + profile)
 wb.save_figure(fig, "{target.paper}_{target.item}_sweep")
 display(fig)
+plt.close(fig)''' if is_sweep(target) else
+            f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},), rows=[r.row for r in target.rows if r.config],
+                               title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{profile}} profile")
+wb.save_figure(fig, "{target.paper}_{target.item}")
+display(fig)
 plt.close(fig)''')
-    return [
-        new_markdown_cell(intro(target)),
-        new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
-        new_code_cell(SETUP.format(paper=target.paper, item=target.item)),
-        new_markdown_cell("## The paper's numbers"),
-        new_code_cell(f"paper_table({target.paper!r}, {target.item!r})"),
-        new_markdown_cell("## Our runs\n\nEach row is one config asked from the run store (trained once, then "
-                          "loaded). `pending` rows are not run under this profile or belong to another issue."),
-        new_code_cell("rep = reproduce(target, wb)\nwide(rep.table).round(2)"),
-        new_code_cell("row_status(target, rep, profile)"),
-        new_markdown_cell("What random rankings score on the same test sets (chance level, and the best of 200 "
-                          "random rankings: a row of ours below that bar is indistinguishable from chance)."),
-        new_code_cell("chance_table(target, rep, wb).round(2)"),
-        *([new_markdown_cell("## Paper vs ours\n\nHatched: the paper's numbers on the real benchmark; solid: ours "
-                             "on the selected profile, each panel on its own scale."),
-           new_code_cell(plot)] if any(r.config for r in target.rows) else []),
-        new_markdown_cell("## Does each component help in our runs?\n\n`ours` is `helps` when every gain (both "
-                          "directions, every metric) is positive, `does not help` when none is, else `mixed`."),
-        new_code_cell("rep.claims"),
-        new_code_cell(CHECKS.format(headline=target.headline or None)),
-    ]
+    return {
+        "head": [new_markdown_cell(intro(target)),
+                 new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+                 new_code_cell(SETUP.format(paper=target.paper, item=target.item)),
+                 *paper_cells(target)],
+        "runs": [new_markdown_cell("## Our runs\n\nEach row is one config asked from the run store (trained once, "
+                                   "then loaded). `pending` rows are not run under this profile or belong to "
+                                   "another issue."),
+                 new_code_cell("rep = reproduce(target, wb)\nwide(rep.table).round(2)"),
+                 new_code_cell("row_status(target, rep, profile)"),
+                 new_markdown_cell("What random rankings score on the same test sets (chance level, and the best of "
+                                   "200 random rankings: a row of ours below that bar is indistinguishable from "
+                                   "chance)."),
+                 new_code_cell("chance_table(target, rep, wb).round(2)")],
+        "plot": [new_markdown_cell(PLOT_NOTE_SWEEP if is_sweep(target) else PLOT_NOTE_BARS),
+                 new_code_cell(plot)] if any(r.config for r in target.rows) else [],
+        "claims": [new_markdown_cell("## Does each component help in our runs?\n\n`ours` is `helps` when every gain "
+                                     "(both directions, every metric) is positive, `does not help` when none is, "
+                                     "else `mixed`."),
+                   new_code_cell("rep.claims")],
+        "checks": [new_code_cell(CHECKS.format(headline=target.headline or None))],
+    }
 
 
 COST_CELLS = [
@@ -270,14 +301,14 @@ for d in directions:
 
 def cells(target: Target) -> list:
     """Every cell of a target's notebook, by its kind."""
-    base = target_cells(target)
+    c = target_cells(target)
     if target.kind == "cost":
-        return base[:5] + COST_CELLS
+        return c["head"] + COST_CELLS
     if target.kind == "time":
-        return base[:10] + TIME_CELLS + base[10:]
+        return c["head"] + c["runs"] + TIME_CELLS + c["plot"] + c["claims"] + c["checks"]
     if target.kind == "analysis":
-        return base[:10] + analysis_cells(target) + base[-1:]
-    return base
+        return c["head"] + c["runs"] + analysis_cells(target) + c["checks"]
+    return c["head"] + c["runs"] + c["plot"] + c["claims"] + c["checks"]
 
 
 def build(target: Target) -> nbformat.NotebookNode:
@@ -300,11 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         for target in load_targets(paper).values():
             path = ROOT / "notebooks" / f"{notebook_name(target)}.ipynb"
             nb = build(target)
+            old = nbformat.read(path, as_version=4) if path.exists() else None
+            if old is not None and [c.source for c in old.cells] == [c.source for c in nb.cells]:
+                continue                                  # up to date: leave the file (and its mtime) alone
             if args.check:
-                old = nbformat.read(path, as_version=4) if path.exists() else None
-                if old is None or [c.source for c in old.cells] != [c.source for c in nb.cells]:
-                    stale.append(path.name)
+                stale.append(path.name)
                 continue
+            for i, cell in enumerate(nb.cells):          # stable ids: a regenerated notebook diffs by content only
+                cell.id = f"{path.stem[:3]}-{i:02d}"
             nbformat.write(nb, path)
             print("wrote", path.relative_to(ROOT))
     if stale:
