@@ -48,10 +48,10 @@ def test_a_figure_given_only_as_a_plot_gets_a_note_instead_of_an_empty_paper_tab
         sys.path.remove(str(ROOT / "tools"))
     sweep = [c.source for c in M.cells(T.get_target("vld", "fig6"))]
     assert not any("paper_table(" in s for s in sweep)           # every value of Fig. 6 is NaN
-    assert any("as a plot only" in s and "dotted line" in s for s in sweep)
+    assert any("only: none of the values" in s and "dotted line" in s for s in sweep)
     assert any("sweep_plot(" in s for s in sweep)
     table = [c.source for c in M.cells(T.get_target("vld", "table3"))]
-    assert "paper_table('vld', 'table3')" in table and not any("as a plot only" in s for s in table)
+    assert "paper_table('vld', 'table3')" in table and not any("none of the values" in s for s in table)
     cost = M.cells(T.get_target("vld", "table10"))                 # sections assemble by kind, not by index
     assert cost[3].source == "## The paper's numbers" and "cost_table(target)" in cost[6].source
 

@@ -113,12 +113,13 @@ def paper_cells(target: Target) -> list:
     if cells["value"].notna().any():
         return [new_markdown_cell("## The paper's numbers"),
                 new_code_cell(f"paper_table({target.paper!r}, {target.item!r})")]
-    sources = ", ".join(dict.fromkeys(cells["source"]))
+    sources = list(dict.fromkeys(cells["source"]))
+    what = f"{sources[0]} as a plot" if len(sources) == 1 else f"{', '.join(sources)} as plots"
     compare = ("What can be compared is the shape: whether our curves peak at the paper's choice (the dotted "
                "line below) and how flat they are around it." if is_sweep(target) else
                "Compare our figure below with the paper's by eye.")
     return [new_markdown_cell(
-        f"## The paper's numbers\n\nThe paper gives {sources} as a plot only: no value of it is in the text "
+        f"## The paper's numbers\n\nThe paper gives {what} only: none of the values is in the text "
         f"(`reprolib/paper/numbers.csv` lists its settings with empty values). {compare}")]
 
 
