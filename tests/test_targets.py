@@ -64,6 +64,39 @@ def test_every_row_config_resolves_under_every_profile_with_its_overrides():
                 load_config(spec.config, profile, list(target.overrides_for(spec, profile)))
 
 
+#: Where a row's ``setting`` value must show up in its resolved config, per paper and key.
+SETTING_IN_CONFIG = {
+    ("*", "seq_len"): lambda c: c.data.seq_len,
+    ("vld", "template"): lambda c: c.model.extra["prompt_template"],
+    ("vld", "lambda1"): lambda c: c.model.extra["lambda1"],
+    ("vld", "lambda2"): lambda c: c.model.extra["lambda2"],
+    ("vld", "lambda3"): lambda c: c.model.extra["lambda3"],
+    ("xreid", "S_sii"): lambda c: c.model.extra["sii_stride"],
+    ("xreid", "S_lii"): lambda c: c.model.extra["lii_stride"],
+    ("cmft", "lambda1"): lambda c: c.model.extra["losses"]["stage2"]["msrl"],
+    ("cmft", "lambda2"): lambda c: c.model.extra["losses"]["stage2"]["mdl"],
+}
+
+
+@pytest.mark.parametrize("profile", ["embedded", "paper"])
+def test_a_rows_setting_is_what_its_config_runs(profile):
+    """A sweep point labelled ``seq_len=7`` must run 7 frames (profile defaults must not override it)."""
+    checked = 0
+    for paper, item in ALL:
+        target = T.get_target(paper, item)
+        for spec in target.runnable(profile):
+            cfg = None
+            for part in filter(None, spec.setting.split(";")):
+                key, value = part.split("=", 1)
+                get = SETTING_IN_CONFIG.get((paper, key)) or SETTING_IN_CONFIG.get(("*", key))
+                if get is None:
+                    continue
+                cfg = cfg or load_config(spec.config, profile, list(target.overrides_for(spec, profile)))
+                assert float(get(cfg)) == float(value), (paper, item, spec.label, profile, key, get(cfg))
+                checked += 1
+    assert checked >= 30
+
+
 def test_spec_errors_name_the_file_and_key(tmp_path, monkeypatch):
     (tmp_path / "zz.yaml").write_text("t1:\n  title: x\n  rows: [{row: A, config: baseline}]\n"
                                       "  claims: [{component: c, with_row: A, without_row: B}]\n")
