@@ -265,3 +265,21 @@ def test_panels_keep_rows_of_two_datasets_apart():
     labels = [t.get_text() for t in fig.axes[1].get_xticklabels()]
     assert labels == ["Baseline\nhitsz-vcm", "Baseline\nbupt"]
     assert [p.get_height() for p in fig.axes[1].patches] == [5.0, 7.0]
+
+
+def test_every_committed_render_matches_its_notebook_source():
+    """A rendered notebook in results/embedded/notebooks must be a run of the current source (re-render
+    it after editing the source or the spec), so a reader never sees outputs of older cells."""
+    import nbformat
+
+    rendered = sorted((ROOT / "results/embedded/notebooks").glob("*.ipynb"))
+    assert rendered, "no committed embedded renders"
+    stale = []
+    for path in rendered:
+        source = ROOT / "notebooks" / path.name
+        assert source.exists(), f"{path.name}: rendered, but notebooks/{path.name} does not exist"
+        ran = [c.source for c in nbformat.read(path, as_version=4).cells
+               if "injected-parameters" not in c.metadata.get("tags", [])]   # papermill's cell
+        if ran != [c.source for c in nbformat.read(source, as_version=4).cells]:
+            stale.append(path.name)
+    assert not stale, f"renders older than their source (python -m reprolib notebook run ...): {stale}"
