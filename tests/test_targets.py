@@ -267,6 +267,15 @@ def test_panels_keep_rows_of_two_datasets_apart():
     assert [p.get_height() for p in fig.axes[1].patches] == [5.0, 7.0]
 
 
+def test_panels_put_long_row_names_on_two_lines():
+    from reprolib.viz import paper_vs_ours_panels
+
+    table = pd.DataFrame([dict(row=r, dataset="hitsz-vcm", setting="direction=ir2rgb", metric="R1", paper=60.0, ours=5.0)
+                          for r in ("CPC", "Cross-modal Collaboration")])
+    fig = paper_vs_ours_panels(table, metrics=("R1",))
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["CPC", "Cross-modal\nCollaboration"]
+
+
 def test_every_committed_render_matches_its_notebook_source():
     """A rendered notebook in results/embedded/notebooks must be a run of the current source (re-render
     it after editing the source or the spec), so a reader never sees outputs of older cells."""

@@ -9,6 +9,7 @@ it and :func:`save_figure` writes it (PNG, atomically) under ``results/<profile>
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -78,7 +79,7 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
         t = t[t["row"].isin(list(rows))]
     t["direction"] = [_setting_dict(s).get("direction", "") for s in t["setting"]]
     several = "dataset" in t and t["dataset"].nunique() > 1  # e.g. X-ReID Table 3: HITSZ-VCM and BUPTCampus
-    t["group"] = [f"{r}" + (f"\n{ds}" if several else "")
+    t["group"] = [textwrap.fill(str(r), 14) + (f"\n{ds}" if several else "")  # long names on two lines
                   + "".join(f"\n{k}={v}" for k, v in _setting_dict(s).items() if k != "direction")
                   for r, ds, s in zip(t["row"], t.get("dataset", t["row"]), t["setting"])]
     groups = list(dict.fromkeys(t["group"]))
