@@ -148,3 +148,30 @@ def test_a_change_in_family_code_rekeys_only_that_family(tmp_path, monkeypatch):
     assert after_cmft[0] != before[0] and after_cmft[1:] == before[1:]  # CMFT re-keyed, VLD and TF-CLIP not
     assert after_mii[:2] == after_cmft[:2] and after_mii[2] != after_cmft[2]  # TF-CLIP re-keyed only
     assert all(a != b for a, b in zip(after_shared, after_mii))  # shared code keys every family
+
+
+def test_a_second_process_waits_for_the_run_being_trained_and_loads_it(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import reprolib.engine
+    from reprolib.experiments.runstore import run_lock
+
+    cfg = load_config("baseline", "smoke")
+    run_dir = tmp_path / f"{cfg.name}-{run_key(cfg)}"
+    holding = threading.Event()
+
+    def first_trainer():  # holds the run's lock while "training", then writes the finished run
+        with run_lock(run_dir):
+            holding.set()
+            time.sleep(0.5)
+            run_dir.mkdir(parents=True)
+            (run_dir / "metrics.json").write_text(json.dumps({"eval": {"ir2rgb": {"mAP": 1.0}}}))
+
+    thread = threading.Thread(target=first_trainer)
+    thread.start()
+    holding.wait()
+    monkeypatch.setattr(reprolib.engine, "train_experiment", lambda *a, **k: pytest.fail("the run was trained twice"))
+    run = get_run(cfg, store=tmp_path)  # blocks on the lock, then finds the finished run
+    thread.join()
+    assert run.cached and run.metrics["eval"]["ir2rgb"]["mAP"] == 1.0

@@ -19,10 +19,15 @@ produced the run (the AST of ``reprolib.data``, ``models``, ``losses``, ``engine
 with docstrings removed), so editing a comment keeps a run valid while changing code retrains.
 Code that only some model families run (:data:`FAMILY_CODE`: CMFT's streams, VLD's hub, X-ReID's
 CPC, ...) keys only those families' runs.
+
+Two processes asking for the same unfinished run (two notebooks rendered at once that share a
+model) train it once: the second waits on the run's lock (``<store>/.locks/<run>.lock``) and then
+loads what the first wrote.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,7 +35,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 from reprolib import PACKAGE_ROOT, PROJECT_ROOT
 from reprolib.config import ExperimentConfig, config_hash, load_config, resolve_path, to_dict
@@ -275,20 +280,49 @@ def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
         return Run(run_dir, cfg, json.loads(metrics_path.read_text()), key, cached=True)
     if not train:
         raise FileNotFoundError(f"run {run_dir} is not in the store (train=False)")
-    if force and metrics_path.exists():
-        metrics_path.unlink()
-        (run_dir / "last.pt").unlink(missing_ok=True)
-    if (run_dir / "last.pt").exists():
-        log.info("run store: %s was interrupted; resuming", run_dir.name)
-    ensure_world(cfg)
-    twin = None if (force or (run_dir / "last.pt").exists()) else trained_twin(cfg, root)
-    if twin is not None:
-        return Run(run_dir, cfg, _evaluate_twin(cfg, twin, run_dir), key, cached=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from reprolib.engine import train_experiment  # heavy import only when training
+    with run_lock(run_dir):
+        if metrics_path.exists() and not force:  # another process finished it while this one waited
+            log.info("run store: %s was finished by another process; loading it", run_dir.name)
+            return Run(run_dir, cfg, json.loads(metrics_path.read_text()), key, cached=True)
+        if force and metrics_path.exists():
+            metrics_path.unlink()
+            (run_dir / "last.pt").unlink(missing_ok=True)
+        if (run_dir / "last.pt").exists():
+            log.info("run store: %s was interrupted; resuming", run_dir.name)
+        ensure_world(cfg)
+        twin = None if (force or (run_dir / "last.pt").exists()) else trained_twin(cfg, root)
+        if twin is not None:
+            return Run(run_dir, cfg, _evaluate_twin(cfg, twin, run_dir), key, cached=False)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from reprolib.engine import train_experiment  # heavy import only when training
 
-    metrics = train_experiment(cfg, run_dir)
-    return Run(run_dir, cfg, metrics, key, cached=False)
+        metrics = train_experiment(cfg, run_dir)
+        return Run(run_dir, cfg, metrics, key, cached=False)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the exclusive lock of one run (``<store>/.locks/<run>.lock``), waiting for it if another
+    process holds it. The lock is an advisory ``flock``: released when the holder exits, even if it
+    is killed, so an interrupted run never stays locked. Where ``fcntl`` does not exist (Windows)
+    there is no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX everywhere we run
+        yield
+        return
+    lock_dir = run_dir.parent / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{run_dir.name}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("run store: another process is training %s; waiting for it", run_dir.name)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[dict]:
@@ -301,4 +335,4 @@ def list_runs(profile: str, store: Optional[Union[str, Path]] = None) -> list[di
 
 
 __all__ = ["Run", "get_run", "list_runs", "run_key", "code_version", "owners", "FAMILY_CODE", "default_store",
-           "ensure_world", "training_view", "trained_twin", "EVAL_ONLY_KEYS"]
+           "ensure_world", "training_view", "trained_twin", "EVAL_ONLY_KEYS", "run_lock"]
