@@ -175,3 +175,31 @@ def test_a_second_process_waits_for_the_run_being_trained_and_loads_it(tmp_path,
     run = get_run(cfg, store=tmp_path)  # blocks on the lock, then finds the finished run
     thread.join()
     assert run.cached and run.metrics["eval"]["ir2rgb"]["mAP"] == 1.0
+
+
+def test_torchrun_ranks_do_not_wait_for_each_others_run_lock(tmp_path, monkeypatch):
+    """Every torchrun rank calls get_run for the same run; a rank waiting on rank 0's lock while
+    rank 0 waits for it in the process group would deadlock."""
+    import threading
+
+    from reprolib.experiments.runstore import run_lock
+
+    run_dir = tmp_path / "baseline-0123456789ab"
+    release, entered = threading.Event(), threading.Event()
+
+    def rank0():
+        with run_lock(run_dir):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=rank0)
+    holder.start()
+    entered.wait()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    other = threading.Thread(target=lambda: run_lock(run_dir).__enter__())
+    other.start()
+    other.join(timeout=5)
+    finished = not other.is_alive()
+    release.set()
+    holder.join()
+    assert finished, "a torchrun rank waited for another rank's run lock"

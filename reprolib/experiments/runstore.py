@@ -304,11 +304,14 @@ def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the exclusive lock of one run (``<store>/.locks/<run>.lock``), waiting for it if another
     process holds it. The lock is an advisory ``flock``: released when the holder exits, even if it
-    is killed, so an interrupted run never stays locked. Where ``fcntl`` does not exist (Windows)
-    there is no lock."""
+    is killed, so an interrupted run never stays locked. Under ``torchrun`` (``WORLD_SIZE`` > 1)
+    the ranks train the run together, so none may wait for another: there is no lock, as where
+    ``fcntl`` does not exist (Windows)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - POSIX everywhere we run
+        fcntl = None
+    if fcntl is None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         yield
         return
     lock_dir = run_dir.parent / ".locks"
