@@ -11,6 +11,7 @@ Commands (each one line in ``python -m reprolib --help``)::
     profile [CONFIG]                     parameters per module and FLOPs of a config's model
     notebook {run|list}                  render notebooks headless with papermill
     tinyclip {train|eval}                pretrain / evaluate the miniature world's CLIP
+    tinyresnet {train|eval}              pretrain / evaluate the miniature world's ImageNet ResNet (CMFT)
 
 Heavy imports happen inside each command so that ``--help`` and ``data check`` stay fast.
 """
@@ -88,6 +89,11 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
         "train": ("pretrain TinyCLIP on visible-only synthetic persons",
                   _delegate("reprolib.tinyclip.cli", prefix=("train",))),
         "eval": ("zero-shot evidence of TinyCLIP per modality", _delegate("reprolib.tinyclip.cli", prefix=("eval",))),
+    },
+    "tinyresnet": {
+        "train": ("pretrain TinyResNet (CMFT's embedded streams) on visible-only synthetic persons",
+                  _delegate("reprolib.tinyresnet.cli", prefix=("train",))),
+        "eval": ("held-out retrieval of TinyResNet per modality", _delegate("reprolib.tinyresnet.cli", prefix=("eval",))),
     },
     "profile": {"": ("parameters per module and FLOPs (both conventions) of a config's model",
                      _delegate("reprolib.profiler"))},

@@ -303,6 +303,11 @@ for d in directions:
 def cells(target: Target) -> list:
     """Every cell of a target's notebook, by its kind."""
     c = target_cells(target)
+    if not any(r.config for r in target.rows):  # the paper's numbers only: nothing of ours to compare
+        return c["head"] + [new_markdown_cell("## Why there are no runs of ours\n\nNo row of this table can run "
+                                              "on the released data (each row's note says why)."),
+                            new_code_cell("rep = reproduce(target, wb)\nrow_status(target, rep, profile)"),
+                            *c["checks"]]
     if target.kind == "cost":
         return c["head"] + COST_CELLS
     if target.kind == "time":

@@ -52,6 +52,7 @@ CODE_PACKAGES = ("data", "models", "losses", "engine", "eval")
 #: owned by a family it does not belong to (package ``__init__`` registrations aside).
 FAMILY_CODE: dict[str, tuple[str, ...]] = {
     "models/cmft": ("cmft",),
+    "models/weights/tinyresnet.json": ("cmft",),  # CMFT's embedded streams start from TinyResNet
     "losses/cmft": ("cmft",),
     "models/baseline.py": ("baseline",),
     "models/vld.py": ("vld",),

@@ -28,7 +28,7 @@ from reprolib.data.transforms import NORMALIZATION
 
 __all__ = [
     "TINYCLIP_SEED", "IMAGE_SIZE", "RENDER_SIZE", "SPLITS", "ImagePool", "tinyclip_identities",
-    "tinyclip_cameras", "render_pool", "normalize", "tokenize_captions", "contrastive_batches",
+    "tinyclip_cameras", "render_pool", "normalize", "tokenize_captions", "contrastive_batches", "augment_batch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,11 +198,11 @@ def contrastive_batches(pool: ImagePool, tokens: torch.Tensor, batch_size: int, 
             raw = torch.where(grey.view(-1, 1, 1, 1), lum.to(torch.uint8).unsqueeze(-1).expand_as(raw), raw)
         x = normalize(raw)  # (B, 3, H, W)
         if augment:
-            x = _augment(x, generator)
+            x = augment_batch(x, generator)
         yield x, tokens[ids, cap]
 
 
-def _augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Random horizontal flip and translation (replicate padding) of a batch ``(B, 3, H, W)``."""
     b, _, h, w = x.shape
     flip = torch.rand(b, generator=generator) < 0.5

@@ -34,7 +34,8 @@ from reprolib.models.weights import TINYCLIP_ARCH, TINYCLIP_WEIGHTS, register_mo
 
 from .data import contrastive_batches, render_pool, tinyclip_cameras, tinyclip_identities, tokenize_captions
 
-__all__ = ["TrainConfig", "clip_loss", "build_model", "save_weights", "train_tinyclip", "record_path"]
+__all__ = ["TrainConfig", "clip_loss", "build_model", "save_weights", "train_tinyclip", "record_path",
+           "warmup_cosine_lr", "hardware_summary", "write_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def warmup_cosine_lr(step: int, cfg: Any) -> float:
+    """Learning rate at ``step``: linear warm-up over ``cfg.warmup_steps``, then cosine decay to 0 at ``cfg.steps``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
@@ -105,7 +107,7 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def save_weights(model: nn.Module, path: Path) -> dict[str, Any]:
-    """Write the fp16 open_clip state dict atomically; return ``{"path", "sha256", "size_bytes"}``."""
+    """Write a module's fp16 state dict atomically; return ``{"path", "sha256", "size_bytes"}``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -119,7 +121,7 @@ def record_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def _hardware() -> str:
+def hardware_summary() -> str:
     """CPU model, thread/CPU counts and torch version, for the weights record."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -166,7 +168,7 @@ def train_tinyclip(cfg: TrainConfig, out: Path = TINYCLIP_WEIGHTS, command: str 
     t1 = time.perf_counter()
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = warmup_cosine_lr(step, cfg)
         images, text = next(batches)  # (B, 3, H, W), (B, L)
         image_features, text_features, scale = model(images, text)  # (B, D), (B, D), exp(t)
         loss = clip_loss(image_features, text_features, scale)
@@ -179,7 +181,7 @@ def train_tinyclip(cfg: TrainConfig, out: Path = TINYCLIP_WEIGHTS, command: str 
         if step % log_every == 0 or step == cfg.steps - 1:
             logger.info("step %d/%d loss %.4f (mean of last %d: %.4f) scale %.1f lr %.2e %.0f s", step, cfg.steps,
                         losses[-1], min(log_every, len(losses)), sum(losses[-log_every:]) / min(log_every, len(losses)),
-                        float(scale.detach()), _lr_at(step, cfg), time.perf_counter() - t1)
+                        float(scale.detach()), warmup_cosine_lr(step, cfg), time.perf_counter() - t1)
         if (time.perf_counter() - t0) / 60.0 > cfg.max_minutes:
             logger.warning("stopping at step %d: max_minutes=%.1f reached", step + 1, cfg.max_minutes)
             stopped_early = True
@@ -202,14 +204,14 @@ def train_tinyclip(cfg: TrainConfig, out: Path = TINYCLIP_WEIGHTS, command: str 
         "loss_last": sum(losses[-window:]) / window,
         "render_seconds": round(render_s, 1),
         "total_train_seconds": round(train_s, 1),
-        "hardware": _hardware(),
+        "hardware": hardware_summary(),
         "trained_on": "visible (rgb) frames only",
         "generator_version": GENERATOR_VERSION,  # the SynthVCM renderer whose frames it saw
     }
 
 
 def write_record(record: dict[str, Any], weights: Path, eval_report: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``tinyclip.json`` next to the weights (adding the evaluation numbers if given)."""
+    """Write the JSON record next to the weights (``tinyclip.json``; adds the evaluation numbers if given)."""
     data = dict(record)
     if eval_report is not None:
         data["eval"] = eval_report

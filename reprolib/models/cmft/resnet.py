@@ -17,13 +17,17 @@ a miniature for the smoke/embedded profiles (e.g. ``resnet50-w16``, random init)
 Weights (``model.backbone.pretrained``): ``imagenet`` (torchvision's ImageNet ResNet-50, found
 **locally** in this order: ``model.backbone.weights_path``, ``$RESNET50_WEIGHTS``, torchvision's
 download cache ``$TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth`` (IMAGENET1K_V1, what TSM
-used) or ``resnet50-11ad3fa6.pth`` (V2)); ``none`` (random init); or a weights-file path. When
+used) or ``resnet50-11ad3fa6.pth`` (V2)); ``tinyresnet`` (the miniature world's stand-in for
+ImageNet weights, shipped for ``resnet50-w16`` as ``reprolib/models/weights/tinyresnet.pt`` and
+SHA-256 verified against ``tinyresnet.json``; see :mod:`reprolib.tinyresnet`); ``none`` (random
+init); or a weights-file path. When
 nothing is found, :class:`~reprolib.models.weights.WeightsNotFoundError` says how to supply the
 file; it is raised before any network is built. Files are read with
 ``torch.load(weights_only=True)`` (or safetensors) and loaded with ``strict=True``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -37,11 +41,11 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from reprolib.models.cmft.tsm import TemporalShift
-from reprolib.models.weights import WeightsNotFoundError, detect_format
+from reprolib.models.weights import WeightsChecksumError, WeightsNotFoundError, detect_format, sha256_file
 
 __all__ = [
     "ENV_VAR", "TAPS", "StageSpec", "TSMResNet", "parse_arch", "resolve_resnet_weights",
-    "load_resnet_state_dict", "build_tsm_resnet", "stage_specs",
+    "load_resnet_state_dict", "build_tsm_resnet", "stage_specs", "TINYRESNET_WEIGHTS", "verify_tinyresnet",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,9 @@ ENV_VAR = "RESNET50_WEIGHTS"
 #: torchvision's file names of ResNet-50 ImageNet weights in its download cache (V1 first: TSM's).
 TORCHVISION_FILES = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
 TORCHVISION_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+#: The shipped TinyResNet weights (``pretrained: tinyresnet``) and the command that regenerates them.
+TINYRESNET_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tinyresnet.pt"
+TINYRESNET_TRAIN_COMMAND = "python -m reprolib tinyresnet train"
 #: Tap names of mapping A (reference/cmft.md 1.2, #1), shallow to deep.
 TAPS: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5", "conv6")
 RESNET50_LAYERS = (3, 4, 6, 3)
@@ -233,13 +240,49 @@ def _not_found_message(looked: list[str]) -> str:
     ])
 
 
+def verify_tinyresnet(path: Path, arch: str) -> Path:
+    """Check a TinyResNet weights file against its record (``<name>.json``: ``sha256``, ``arch``).
+
+    Args:
+        path: the weights file (default install: :data:`TINYRESNET_WEIGHTS`).
+        arch: the ``model.backbone.arch`` that will load it.
+
+    Returns:
+        ``path``, verified.
+
+    Raises:
+        WeightsNotFoundError: the file is missing.
+        WeightsChecksumError: the record is missing or unreadable, or the SHA-256 differs.
+        ValueError: the weights are of another architecture than ``arch``.
+    """
+    regenerate = (f"Restore {path.name} and {path.with_suffix('.json').name} from git, or regenerate both with "
+                  f"'{TINYRESNET_TRAIN_COMMAND}' (about 15 minutes on 2 CPU cores).")
+    if not path.is_file():
+        raise WeightsNotFoundError(f"model.backbone.pretrained='tinyresnet': {path} is missing. {regenerate}")
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+        expected, trained_arch = str(record["sha256"]).lower(), str(record["arch"])
+    except (OSError, ValueError, KeyError) as e:
+        raise WeightsChecksumError(f"cannot verify {path}: its record {path.with_suffix('.json')} with keys "
+                                   f"'sha256' and 'arch' is missing or unreadable ({e}). {regenerate}") from e
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsChecksumError(f"{path} is corrupted or was replaced: SHA-256 {actual}, expected {expected} "
+                                   f"(recorded in {path.with_suffix('.json')}). {regenerate}")
+    if trained_arch != arch:
+        raise ValueError(f"model.backbone.pretrained='tinyresnet' holds '{trained_arch}' weights ({path}); "
+                         f"model.backbone.arch is {arch!r}")
+    return path
+
+
 def resolve_resnet_weights(arch: str = "resnet50", pretrained: str = "imagenet",
                            weights_path: str = "") -> Optional[Path]:
     """The local weights file ``(arch, pretrained, weights_path)`` asks for, without loading it.
 
     Args:
         arch: ``model.backbone.arch`` (``resnet50`` or ``resnet50-w<N>``).
-        pretrained: ``imagenet``, ``none`` or a weights-file path (``model.backbone.pretrained``).
+        pretrained: ``imagenet``, ``tinyresnet``, ``none`` or a weights-file path
+            (``model.backbone.pretrained``).
         weights_path: explicit file (``model.backbone.weights_path``); wins over everything else.
 
     Returns:
@@ -248,16 +291,20 @@ def resolve_resnet_weights(arch: str = "resnet50", pretrained: str = "imagenet",
     Raises:
         WeightsNotFoundError: a named file does not exist, or nothing was found for
             ``imagenet``; the message says how to supply the weights.
-        ValueError: ``imagenet`` asked for a ``resnet50-w<N>`` miniature (no such weights).
+        WeightsChecksumError: the shipped TinyResNet file does not match its record.
+        ValueError: ``imagenet`` asked for a ``resnet50-w<N>`` miniature (no such weights), or
+            ``tinyresnet`` for another architecture than the shipped one.
     """
     parse_arch(arch)
     if pretrained == "none":
         return None
-    if pretrained != "imagenet" and os.sep not in pretrained and not Path(pretrained).suffix:
-        raise ValueError(f"model.backbone.pretrained: expected 'imagenet', 'none' or a weights-file path, "
-                         f"got {pretrained!r}")
+    if pretrained == "tinyresnet" and not weights_path:
+        return verify_tinyresnet(TINYRESNET_WEIGHTS, arch)
+    if pretrained not in ("imagenet", "tinyresnet") and os.sep not in pretrained and not Path(pretrained).suffix:
+        raise ValueError(f"model.backbone.pretrained: expected 'imagenet', 'tinyresnet', 'none' or a weights-file "
+                         f"path, got {pretrained!r}")
     for origin, spec in (("model.backbone.weights_path", weights_path),
-                         ("model.backbone.pretrained", "" if pretrained == "imagenet" else pretrained),
+                         ("model.backbone.pretrained", "" if pretrained in ("imagenet", "tinyresnet") else pretrained),
                          (f"${ENV_VAR}", os.environ.get(ENV_VAR, "").strip() if pretrained == "imagenet" else "")):
         if spec:
             path = Path(spec).expanduser()
