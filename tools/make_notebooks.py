@@ -39,8 +39,10 @@ device = "auto"           # "auto" | "cpu" | "cuda"
 clip_weights = ""         # paper profile: CLIP ViT-B/16 weights file (else $CLIP_WEIGHTS or the HF cache)
 overrides = []            # extra config overrides for every run, as with --set'''
 
+#: What the embedded profile's networks start from, per paper (CMFT's streams are ResNets, not CLIP).
+EMBEDDED_BACKBONE = {"cmft": "ResNet-50 streams of base width 16 initialised from TinyResNet (ImageNet's stand-in)"}
 PROFILE_NOTE = (
-    "Under the `embedded` profile our numbers are measured on the SynthVCM miniature world with TinyCLIP; "
+    "Under the `embedded` profile our numbers are measured on the SynthVCM miniature world with {backbone}; "
     "they stand beside the paper's numbers for orientation and for the *direction* of each ablation, "
     "**not** as a reproduction on real data. Under `smoke` (CI) only the rows marked for CI run, for a "
     "few steps: those numbers only prove that the pipeline works.")
@@ -61,7 +63,8 @@ def intro(target: Target) -> str:
     return (f"# {target.title}\n\n**The paper's claim** — {PAPER_NAME[target.paper]}: {target.claim}\n\n"
             f"**The rows and the runs that reproduce them** (configs in `reprolib/configs/`, spec in "
             f"`reprolib/experiments/targets/{target.paper}.yaml`):\n\n"
-            f"| row | config | overrides | in CI | note |\n|---|---|---|---|---|\n{rows}{note}\n\n{PROFILE_NOTE}")
+            f"| row | config | overrides | in CI | note |\n|---|---|---|---|---|\n{rows}{note}\n\n"
+            + PROFILE_NOTE.format(backbone=EMBEDDED_BACKBONE.get(target.paper, "TinyCLIP")))
 
 
 SETUP = '''import logging
