@@ -12,7 +12,7 @@
 
 Architectures (``model.backbone.arch``): ``resnet50`` (base width 64, the paper) and
 ``resnet50-w<N>``: the same depth and structure with base width N (channels N, 4N, 8N, 16N, 32N),
-a miniature for the smoke/embedded profiles (e.g. ``resnet50-w16``, random init).
+a miniature for the smoke/embedded profiles (``resnet50-w16``, initialised from TinyResNet).
 
 Weights (``model.backbone.pretrained``): ``imagenet`` (torchvision's ImageNet ResNet-50, found
 **locally** in this order: ``model.backbone.weights_path``, ``$RESNET50_WEIGHTS``, torchvision's
