@@ -33,8 +33,14 @@ from reprolib.experiments import runstore  # noqa: E402
 from reprolib.experiments.runstore import CODE_PACKAGES, code_version, run_key  # noqa: E402
 from reprolib.utils import atomic_write_json  # noqa: E402
 
-#: Paths each older scheme left out of a non-owning family's code version.
-OLDER_SCHEMES = {"all code": (), "all but CMFT": ("models/cmft", "losses/cmft")}
+#: Each older scheme's ``FAMILY_CODE`` (paths left out of a non-owning family's code version).
+OLDER_SCHEMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "all code": {},
+    "all but CMFT": {"models/cmft": ("cmft",), "losses/cmft": ("cmft",)},
+    # a process started before tinyresnet.json became CMFT's own hashed it into every family's version
+    "TinyResNet's record shared": {k: v for k, v in runstore.FAMILY_CODE.items()
+                                   if k != "models/weights/tinyresnet.json"},
+}
 
 
 def checkout(rev: str, dest: Path) -> Path:
@@ -51,8 +57,8 @@ def older_versions(old_root: Path, family: str) -> set[str]:
     saved = runstore.FAMILY_CODE
     out = set()
     try:
-        for excluded in OLDER_SCHEMES.values():
-            runstore.FAMILY_CODE = {p: ("cmft",) for p in excluded}  # the older scheme's ownership
+        for scheme in OLDER_SCHEMES.values():
+            runstore.FAMILY_CODE = scheme  # the older scheme's ownership
             code_version.cache_clear()
             out.add(code_version(CODE_PACKAGES, family, old_root))
     finally:
