@@ -280,6 +280,17 @@ def test_paper_vs_ours_panels_draws_one_row_per_metric():
     assert texts.count("pending") == 4  # row C has no number of ours: 2 directions x 2 metrics
 
 
+def test_sweep_curves_keep_our_direction_names_when_the_paper_reports_one_direction():
+    from reprolib.viz import sweep_plot
+
+    # a target with directions {ir2rgb: ""}: the paper's direction has no setting prefix, ours keeps it
+    table = pd.DataFrame([dict(row="CMFT", setting=f"{p}lambda1={x}", metric="R1", paper=None, ours=y + x)
+                          for p, y in (("", 8.0), ("direction=rgb2ir;", 6.0)) for x in (0.1, 0.3)])
+    fig = sweep_plot(table, metrics=("R1",), chosen={"lambda1": "0.3"}, directions={"ir2rgb": ""})
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines() if ln.get_label().startswith("ours")}
+    assert lines == {"ours ir2rgb": [8.1, 8.3], "ours rgb2ir": [6.1, 6.3]}
+
+
 def test_panels_keep_rows_of_two_datasets_apart():
     from reprolib.viz import paper_vs_ours_panels
 

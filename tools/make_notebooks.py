@@ -135,7 +135,7 @@ def target_cells(target: Target) -> dict[str, list]:
     """The cells every kind of target notebook shares, by section (:func:`cells` assembles them)."""
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
-    plot = (f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r},
+    plot = (f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r}, directions=target.directions,
                      title="{PAPER_SHORT[target.paper]} {target.item} — ours: " + profile)
 wb.save_figure(fig, "{target.paper}_{target.item}_sweep")
 display(fig)

@@ -122,7 +122,8 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
     return fig
 
 
-def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", chosen: Optional[dict] = None):
+def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", chosen: Optional[dict] = None,
+               directions: Optional[dict] = None):
     """Hyper-parameter sweeps of a side-by-side table whose settings carry one swept key each
     (``direction=ir2rgb;lambda1=0.04``): one panel per (metric, key) with our curves (both
     directions) and, where the paper gives numbers, its curve on a second axis (its own scale).
@@ -133,6 +134,8 @@ def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", c
         title: figure title.
         chosen: ``{key: value}`` the paper selected (a dashed vertical line); papers often give a
             sweep's values only in the figure, so the chosen value is what can be compared.
+        directions: how the table's settings spell our directions (``Target.directions``, e.g.
+            ``{ir2rgb: ""}`` when the paper reports one direction); the curves keep our names.
     """
     import matplotlib.pyplot as plt
 
@@ -148,10 +151,10 @@ def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", c
         for j, key in enumerate(keys):
             ax = axes[i][j]
             sub = t[(t["metric"] == metric) & (t["key"] == key)].sort_values("x")
-            for d, c in (("ir2rgb", "#4575b4"), ("rgb2ir", "#d73027"), ("", "#4575b4")):
-                ours = sub[sub["direction"] == d].dropna(subset=["ours"])
+            for d, c in (("ir2rgb", "#4575b4"), ("rgb2ir", "#d73027")):
+                ours = sub[sub["direction"] == (directions or {}).get(d, d)].dropna(subset=["ours"])
                 if len(ours):
-                    ax.plot(ours["x"], ours["ours"], "-o", color=c, ms=4, label=f"ours {d}".strip())
+                    ax.plot(ours["x"], ours["ours"], "-o", color=c, ms=4, label=f"ours {d}")
             if not sub["ours"].notna().any():
                 ax.text(0.5, 0.5, "pending", ha="center", va="center", transform=ax.transAxes, color="#888888")
             ax.set_xlabel(key)
