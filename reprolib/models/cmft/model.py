@@ -84,8 +84,8 @@ class CMFTExtra:
     last_stride: int = 1  # layer4 stride: 1 (ReID convention; not stated in the paper) | 2
     shift: bool = True  # TSM residual shift (identity anyway for T = 1)
     shift_div: int = 8  # 1/8 of the channels each way
-    # Randomly initialised streams (smoke/embedded: no ImageNet weights ship) start each bottleneck
-    # as the identity. Without it the batch-hard L_cross on the near-identical features of a fresh
+    # Randomly initialised streams (pretrained: none; smoke/embedded start from TinyResNet instead)
+    # can start each bottleneck as the identity. Without it the batch-hard L_cross on the near-identical features of a fresh
     # narrow ResNet back-propagates a stream gradient of norm ~850 at the first step (L_ID: ~36),
     # the losses went to NaN, and with clipping the ID loss stayed at chance for 800 steps.
     # No effect when weights are loaded (the paper profile).
