@@ -217,12 +217,14 @@ def test_select_and_trials_build_the_row_metrics():
     class WB(_Workbook):
         def run(self, config, *overrides, train=True):
             t = int(overrides[-1].split("=")[1])
-            return dataclasses.replace(_RunDC(), metrics={"eval": {"rgb2ir": {"R1": 10.0 * t, "mAP": 1.0}},
-                                                          "train_time_s": 1.0, "global_step": 1})
+            return dataclasses.replace(_RunDC(path=Path(f"run-t{t}")), metrics={
+                "eval": {"rgb2ir": {"R1": 10.0 * t, "mAP": 1.0}}, "train_time_s": 1.0, "global_step": 1})
 
     run = T._row_run(spec, target, WB({}), (), True)  # embedded: the miniature trials
     assert run.metrics["eval"]["rgb2ir"]["R1"] == pytest.approx(15.0)
     assert run.metrics["eval"]["rgb2ir"]["trials"]["trials"] == [1, 2]
+    rep = T.Reproduction(target=target, runs={"x": run}, table=None, claims=None)
+    assert T.row_status(target, rep, "embedded").loc["x", "status"] == "ran (run-t1, run-t2)"  # every trial's run
     sel = T.RowSpec(row="x", config="baseline", select="modes.indoor")
 
     class WB2(_Workbook):

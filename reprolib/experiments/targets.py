@@ -287,7 +287,8 @@ def _row_run(spec: RowSpec, target: Target, wb: Any, overrides: tuple[str, ...],
         per_trial = [wb.run(spec.config, *overrides, f"data.regdb_trial={t}", train=train) for t in trials]
         run = dataclasses.replace(per_trial[0], metrics={
             **per_trial[0].metrics, "eval": aggregate_trial_runs([r.metrics["eval"] for r in per_trial], trials),
-            "train_time_s": sum(r.metrics["train_time_s"] for r in per_trial)})
+            "train_time_s": sum(r.metrics["train_time_s"] for r in per_trial),
+            "trial_runs": [r.path.name for r in per_trial]})  # the mean's provenance (row_status)
     else:
         run = wb.run(spec.config, *overrides, train=train)
     if spec.select:
@@ -371,7 +372,8 @@ def row_status(target: Target, rep: Reproduction, profile: str) -> pd.DataFrame:
     out = []
     for spec in target.rows:
         if spec.label in rep.runs:
-            status = f"ran ({rep.runs[spec.label].path.name})"
+            run = rep.runs[spec.label]
+            status = f"ran ({', '.join(run.metrics.get('trial_runs') or [run.path.name])})"
         elif spec.config is None:
             status = "paper only"
         elif not config_available(spec.config):
