@@ -329,3 +329,40 @@ def test_every_committed_render_matches_its_notebook_source():
         if ran != [c.source for c in nbformat.read(source, as_version=4).cells]:
             stale.append(path.name)
     assert not stale, f"renders older than their source (python -m reprolib notebook run ...): {stale}"
+
+
+def test_every_run_a_committed_table_names_is_the_current_run_of_its_row():
+    """The committed run store is current: every row of a committed embedded table names the run that
+    its config, overrides and the present code key (and every trial's run is finished in the store).
+    A code change that re-keys runs fails here until they are retrained (``make reproduce-<paper>-<item>``)
+    or re-keyed (``tools/rekey_runs.py``), so ``make reproduce`` on a fresh clone renders from the
+    store instead of retraining for hours."""
+    import json
+
+    from reprolib.experiments.runstore import run_key
+
+    store = ROOT / "results/embedded/runs"
+    checked, wrong = 0, []
+    for paper, item in ALL:
+        table = ROOT / f"results/embedded/tables/{paper}_{item}.json"
+        if not table.exists():
+            continue
+        named = json.loads(table.read_text()).get("runs") or {}
+        target = T.get_target(paper, item)
+        for spec in target.rows:
+            if spec.label not in named:
+                continue
+            overrides = list(target.overrides_for(spec, "embedded"))
+            trials = spec.miniature_trials or spec.trials or (None,)
+            dirs = []
+            for trial in trials:
+                cfg = load_config(spec.config, "embedded",
+                                  overrides + ([f"data.regdb_trial={trial}"] if trial is not None else []))
+                dirs.append(f"{cfg.name}-{run_key(cfg)}")
+            checked += 1
+            if dirs[0] != named[spec.label]:
+                wrong.append(f"{paper}.{item} {spec.label!r}: table names {named[spec.label]}, code keys {dirs[0]}")
+            wrong += [f"{paper}.{item} {spec.label!r}: {d} is not finished in the store"
+                      for d in dirs if not (store / d / "metrics.json").exists()]
+    assert checked > 50, f"only {checked} committed table rows found"
+    assert not wrong, "stale run store:\n" + "\n".join(wrong)
