@@ -1,7 +1,8 @@
 """Figures used by the notebooks: frame strips, retrieval rankings, paper-vs-ours bars.
 
 The retrieval figures live in :mod:`reprolib.viz.retrieval` (re-exported here); the VLD Fig. 7 and
-Fig. 8 analyses in :mod:`reprolib.viz.distances` and :mod:`reprolib.viz.cam`.
+Fig. 8 analyses in :mod:`reprolib.viz.distances` and :mod:`reprolib.viz.cam`; the seed-spread
+figures in :mod:`reprolib.viz.spread`.
 
 Every function returns a matplotlib ``Figure`` and never calls ``plt.show()``; notebooks display
 it and :func:`save_figure` writes it (PNG, atomically) under ``results/<profile>/figures/``.
@@ -17,6 +18,7 @@ import numpy as np
 
 from reprolib.data.types import Modality, Tracklet
 from reprolib.viz.retrieval import HIT, MISS, load_frame, plot_retrieval_grid, retrieval_figure
+from reprolib.viz.spread import claim_gains_plot, seed_spread_plot
 
 
 def _frame_indices(n: int, k: int) -> list[int]:
@@ -184,4 +186,4 @@ def save_figure(fig, path: os.PathLike, dpi: int = 120) -> Path:
 
 
 __all__ = ["tracklet_strips", "retrieval_figure", "plot_retrieval_grid", "paper_vs_ours_panels", "sweep_plot", "save_figure",
-           "load_frame", "HIT", "MISS", "Modality"]
+           "seed_spread_plot", "claim_gains_plot", "load_frame", "HIT", "MISS", "Modality"]
