@@ -126,4 +126,5 @@ def test_figures_draw_every_seed_and_every_claim_with_the_floor_band():
     widths = sorted(round(p.get_width(), 3) for p in ax.patches if p.get_height() < 0.5)
     assert widths == [0.5, 2.0, 3.0, 3.0]  # two bars per claim, their lengths the gains
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vld table3: big", "vld table3: small"]
+    assert [t.get_fontweight() for t in ax.get_yticklabels()] == ["bold", "normal"]  # only "big" is beyond ±1
     assert any("seed spread" in t.get_text() for t in ax.get_legend().get_texts())

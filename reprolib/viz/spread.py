@@ -48,6 +48,7 @@ def seed_spread_plot(long: pd.DataFrame, metric: str = "mAP", title: str = ""):
 def claim_gains_plot(claims: pd.DataFrame, floor: float, title: str = ""):
     """Every claim's gain in each direction as a horizontal pair of bars, with the noise floor
     (``±floor``) shaded: a bar that ends inside the band is a gain a change of seed alone can make.
+    The claims beyond the spread have bold labels.
 
     Args:
         claims: :func:`reprolib.experiments.spread.claims_against_spread`.
@@ -64,13 +65,16 @@ def claim_gains_plot(claims: pd.DataFrame, floor: float, title: str = ""):
     y = np.arange(len(claims))
     for j, d in enumerate(directions):
         ax.barh(y - 0.4 + height * (j + 0.5), claims[f"gain {d}"].to_numpy(dtype=float), height=height,
-                color=_COLOURS[d], label=d)
+                color=_COLOURS[d], label=d, zorder=2)
     if np.isfinite(floor):
-        ax.axvspan(-floor, floor, color="#bbbbbb", alpha=0.5, lw=0, label=f"seed spread (±{floor:.2f})")
-    ax.axvline(0, color="black", lw=0.6)
+        ax.axvspan(-floor, floor, color="#dddddd", lw=0, zorder=0, label=f"seed spread (±{floor:.2f})")
+    ax.axvline(0, color="black", lw=0.6, zorder=3)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=6)
-    ax.invert_yaxis()
+    if "beyond spread" in claims.columns:  # the claims that keep a verdict, in bold
+        for tick, beyond in zip(ax.get_yticklabels(), claims["beyond spread"]):
+            tick.set_fontweight("bold" if beyond else "normal")
+    ax.set_ylim(len(claims) - 0.5, -0.5)  # first claim on top, no empty margin
     ax.set_xlabel("gain of the claimed component (points)")
     ax.legend(fontsize=7, frameon=False, loc="lower right")
     ax.set_title(title, fontsize=9)
