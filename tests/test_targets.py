@@ -366,3 +366,23 @@ def test_every_run_a_committed_table_names_is_the_current_run_of_its_row():
                       for d in dirs if not (store / d / "metrics.json").exists()]
     assert checked > 50, f"only {checked} committed table rows found"
     assert not wrong, "stale run store:\n" + "\n".join(wrong)
+
+
+def test_the_committed_seed_spread_names_the_current_runs_of_its_rows():
+    """Same guarantee for the seed-spread notebook (02): each model's runs, seed by seed, are the
+    runs the present code keys for its row with ``seed=<n>``, and they are finished in the store."""
+    import json
+
+    from reprolib.experiments.runstore import run_key
+    from reprolib.experiments.spread import SPREAD_ROWS
+
+    named = json.loads((ROOT / "results/embedded/tables/workbook_seed_spread.json").read_text())["runs"]
+    assert len(named) == len(SPREAD_ROWS)
+    for (paper, item, label), (model, runs) in zip(SPREAD_ROWS, named.items()):
+        assert model == f"{paper} {item}: {label}"
+        target = T.get_target(paper, item)
+        spec = target.row(label)
+        for seed, name in enumerate(runs, start=1):
+            cfg = load_config(spec.config, "embedded", [*target.overrides_for(spec, "embedded"), f"seed={seed}"])
+            assert name == f"{cfg.name}-{run_key(cfg)}", f"{model} seed {seed}: stale run {name}"
+            assert (ROOT / "results/embedded/runs" / name / "metrics.json").exists(), name
