@@ -339,7 +339,7 @@ def test_every_run_a_committed_table_names_is_the_current_run_of_its_row():
     store instead of retraining for hours."""
     import json
 
-    from reprolib.experiments.runstore import run_key
+    from reprolib.experiments.runstore import run_name
 
     store = ROOT / "results/embedded/runs"
     checked, wrong = 0, []
@@ -352,13 +352,9 @@ def test_every_run_a_committed_table_names_is_the_current_run_of_its_row():
         for spec in target.rows:
             if spec.label not in named:
                 continue
-            overrides = list(target.overrides_for(spec, "embedded"))
-            trials = spec.miniature_trials or spec.trials or (None,)
-            dirs = []
-            for trial in trials:
-                cfg = load_config(spec.config, "embedded",
-                                  overrides + ([f"data.regdb_trial={trial}"] if trial is not None else []))
-                dirs.append(f"{cfg.name}-{run_key(cfg)}")
+            overrides = target.overrides_for(spec, "embedded")
+            dirs = [run_name(load_config(spec.config, "embedded", [*overrides, *extra]))
+                    for extra in spec.trial_overrides("embedded")]
             checked += 1
             if dirs[0] != named[spec.label]:
                 wrong.append(f"{paper}.{item} {spec.label!r}: table names {named[spec.label]}, code keys {dirs[0]}")
@@ -373,7 +369,7 @@ def test_the_committed_seed_spread_names_the_current_runs_of_its_rows():
     runs the present code keys for its row with ``seed=<n>``, and they are finished in the store."""
     import json
 
-    from reprolib.experiments.runstore import run_key
+    from reprolib.experiments.runstore import run_name
     from reprolib.experiments.spread import SPREAD_ROWS
 
     named = json.loads((ROOT / "results/embedded/tables/workbook_seed_spread.json").read_text())["runs"]
@@ -384,5 +380,5 @@ def test_the_committed_seed_spread_names_the_current_runs_of_its_rows():
         spec = target.row(label)
         for seed, name in enumerate(runs, start=1):
             cfg = load_config(spec.config, "embedded", [*target.overrides_for(spec, "embedded"), f"seed={seed}"])
-            assert name == f"{cfg.name}-{run_key(cfg)}", f"{model} seed {seed}: stale run {name}"
+            assert name == run_name(cfg), f"{model} seed {seed}: stale run {name}"
             assert (ROOT / "results/embedded/runs" / name / "metrics.json").exists(), name

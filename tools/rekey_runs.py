@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from reprolib.config import load_config  # noqa: E402
 from reprolib.experiments import runstore  # noqa: E402
-from reprolib.experiments.runstore import CODE_PACKAGES, code_version, run_key  # noqa: E402
+from reprolib.experiments.runstore import CODE_PACKAGES, code_version, run_key, run_name  # noqa: E402
 from reprolib.utils import atomic_write_json  # noqa: E402
 
 #: Each older scheme's ``FAMILY_CODE`` (paths left out of a non-owning family's code version).
@@ -73,12 +73,12 @@ def plan(store: Path, old_root: Path) -> tuple[dict[str, str], list[str]]:
     for run_dir in sorted(p for p in store.iterdir() if (p / "metrics.json").is_file()):
         cfg = load_config(str(run_dir / "config.yaml"))
         family = cfg.model.name
-        new = f"{cfg.name}-{run_key(cfg)}"
+        new = run_name(cfg)
         if run_dir.name == new:
             continue
         if code_version(CODE_PACKAGES, family, old_root) != code_version(CODE_PACKAGES, family):
             left.append(f"{run_dir.name}: the {family} code changed since that revision")
-        elif run_dir.name in {f"{cfg.name}-{run_key(cfg, v)}" for v in older_versions(old_root, family)}:
+        elif run_dir.name in {run_name(cfg, run_key(cfg, v)) for v in older_versions(old_root, family)}:
             renames[run_dir.name] = new
         else:
             left.append(f"{run_dir.name}: not produced by that revision's code")

@@ -183,7 +183,7 @@ def trained_twin(cfg: ExperimentConfig, root: Path) -> Optional[Path]:
                 and (run_dir / "config.yaml").is_file()):
             continue
         other = load_config(str(run_dir / "config.yaml"))
-        if run_dir.name == f"{other.name}-{run_key(other)}" and training_view(other) == want:
+        if run_dir.name == run_name(other) and training_view(other) == want:
             return run_dir
     return None
 
@@ -226,6 +226,11 @@ def run_key(cfg: ExperimentConfig, code: Optional[str] = None) -> str:
     family runs (``code``: that version string, default :func:`code_version` of ``cfg.model.name``)."""
     code = code if code is not None else code_version(CODE_PACKAGES, cfg.model.name)
     return config_hash(cfg, extra={"profile": cfg.profile, "code": code})
+
+
+def run_name(cfg: ExperimentConfig, key: Optional[str] = None) -> str:
+    """The run directory's name in the store: ``<config name>-<key>`` (default key: :func:`run_key`)."""
+    return f"{cfg.name}-{key if key is not None else run_key(cfg)}"
 
 
 @dataclass
@@ -274,7 +279,7 @@ def get_run(config: Union[str, ExperimentConfig], profile: Optional[str] = None,
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, profile, overrides)
     key = run_key(cfg)
     root = Path(store) if store else default_store(cfg.profile)
-    run_dir = root / f"{cfg.name}-{key}"
+    run_dir = root / run_name(cfg, key)
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists() and not force:
         log.info("run store: %s is finished; loading it", run_dir.name)

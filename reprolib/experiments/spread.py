@@ -58,7 +58,7 @@ def seed_runs(wb: Any, paper: str, item: str, label: str, seeds: Sequence[int], 
     """
     target = get_target(paper, item)
     spec = target.row(label)
-    if spec.trials or spec.miniature_trials or spec.select:
+    if spec.trials_for(wb.profile) or spec.select:
         raise ValueError(f"{paper}.{item} row {label!r} averages trials or selects a metric; "
                          "its seed spread is not defined here (pick a single-run row)")
     if spec not in target.runnable(wb.profile):

@@ -88,6 +88,15 @@ class RowSpec:
         if not self.label:
             object.__setattr__(self, "label", self.row)
 
+    def trials_for(self, profile: str) -> tuple[int, ...]:
+        """The trials whose runs this row averages under ``profile`` (empty: a single run)."""
+        return self.miniature_trials if (profile in MINIATURE_PROFILES and self.miniature_trials) else self.trials
+
+    def trial_overrides(self, profile: str) -> list[tuple[str, ...]]:
+        """The extra overrides of each run behind this row under ``profile``: one
+        ``data.regdb_trial=<t>`` per trial, or a single empty tuple for a single-run row."""
+        return [(f"data.regdb_trial={t}",) for t in self.trials_for(profile)] or [()]
+
 
 @dataclass(frozen=True)
 class ClaimSpec:
@@ -282,9 +291,9 @@ def _row_run(spec: RowSpec, target: Target, wb: Any, overrides: tuple[str, ...],
 
     from reprolib.engine.evaluator import aggregate_trial_runs
 
-    trials = spec.miniature_trials if (wb.profile in MINIATURE_PROFILES and spec.miniature_trials) else spec.trials
+    trials = spec.trials_for(wb.profile)
     if trials:
-        per_trial = [wb.run(spec.config, *overrides, f"data.regdb_trial={t}", train=train) for t in trials]
+        per_trial = [wb.run(spec.config, *overrides, *extra, train=train) for extra in spec.trial_overrides(wb.profile)]
         run = dataclasses.replace(per_trial[0], metrics={
             **per_trial[0].metrics, "eval": aggregate_trial_runs([r.metrics["eval"] for r in per_trial], trials),
             "train_time_s": sum(r.metrics["train_time_s"] for r in per_trial),
