@@ -6,9 +6,17 @@ PYTHON_BOOT  ?= python3
 VENV         ?= .venv
 PY           := $(VENV)/bin/python
 PROFILE      ?= embedded
+# One root per dataset (each is also read from its environment variable: REPROLIB_DATA, REPROLIB_BUPT,
+# REPROLIB_SYSU, REPROLIB_REGDB) and one weights file per backbone kind (CLIP_WEIGHTS for the CLIP rows,
+# RESNET50_WEIGHTS for CMFT's ResNet-50 streams): a notebook applies each only to the rows it belongs to.
 DATA_ROOT    ?=
+BUPT_ROOT    ?=
+SYSU_ROOT    ?=
+REGDB_ROOT   ?=
 CLIP_WEIGHTS ?=
+RESNET50_WEIGHTS ?=
 DEVICE       ?= auto
+REHEARSAL    ?=
 PAPER        ?=
 KERNEL       := reprolib
 STAMP        := $(VENV)/.installed
@@ -20,18 +28,26 @@ export PYTHONHASHSEED := 0
 export CUBLAS_WORKSPACE_CONFIG := :4096:8
 export MPLBACKEND := Agg
 
-NB := $(PY) -m reprolib notebook run --profile $(PROFILE) --device $(DEVICE) \
-      $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS))
+# REHEARSAL=1: the paper profile on stand-ins (docs/rehearsal.md), into results/rehearsal/
+NB_PROFILE := $(if $(REHEARSAL),paper,$(PROFILE))
+NB := $(PY) -m reprolib notebook run --profile $(NB_PROFILE) --device $(DEVICE) $(if $(REHEARSAL),--rehearsal) \
+      $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(BUPT_ROOT),--bupt-root $(BUPT_ROOT)) \
+      $(if $(SYSU_ROOT),--sysu-root $(SYSU_ROOT)) $(if $(REGDB_ROOT),--regdb-root $(REGDB_ROOT)) \
+      $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS)) $(if $(RESNET50_WEIGHTS),--resnet-weights $(RESNET50_WEIGHTS))
+# what a notebook target needs first: the miniature world for smoke/embedded; the rehearsal's stand-ins and
+# paper-resolution world for a rehearsal; nothing for real data (the paper profile never builds a world)
+NB_DEPS := $(if $(REHEARSAL),rehearsal-world,$(if $(filter paper,$(PROFILE)),$(STAMP),world))
 
 .DEFAULT_GOAL := help
 .PHONY: help install world check-world check-data reproduce reproduce-all test test-fast lab \
-        bench-data bench-eval weights-check reproduce-table3 reproduce-quickstart \
-        reproduce-vld-table3 clean
+        bench-data bench-eval weights-check rehearse rehearsal-world reproduce-table3 reproduce-quickstart \
+        reproduce-vld-table3 compare-method clean
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[1m%-24s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|embedded|paper DATA_ROOT=... CLIP_WEIGHTS=... DEVICE=auto|cpu|cuda PAPER=xreid|vld|cmft"
+	@echo "  variables: PROFILE=smoke|embedded|paper DATA_ROOT=... BUPT_ROOT=... SYSU_ROOT=... REGDB_ROOT=..."
+	@echo "             CLIP_WEIGHTS=... RESNET50_WEIGHTS=... DEVICE=auto|cpu|cuda PAPER=xreid|vld|cmft REHEARSAL=1"
 	@if [ -x $(PY) ]; then echo "  notebooks (target per notebook):"; $(PY) -m reprolib notebook list 2>/dev/null | sed 's/^/    /'; fi
 
 $(STAMP): requirements.txt pyproject.toml
@@ -47,33 +63,45 @@ install: $(STAMP) ## create .venv with the pinned packages and register the "rep
 world: $(STAMP) ## build the miniature world (SynthVCM, HITSZ-VCM and BUPTCampus layouts) and check it
 	$(PY) -m reprolib data synth data/synthvcm-$(PROFILE_WORLD) --scale $(PROFILE_WORLD) --seed 0 --format vcm
 	$(PY) -m reprolib data synth data/synthbupt-$(PROFILE_WORLD) --scale $(PROFILE_WORLD) --seed 0 --format bupt
-	$(PY) -m reprolib data check hitsz-vcm data/synthvcm-$(PROFILE_WORLD) > /dev/null && echo "SynthVCM (HITSZ-VCM layout B): OK"
-	$(PY) -m reprolib data check bupt data/synthbupt-$(PROFILE_WORLD) --bupt-eval-mode full > /dev/null && echo "SynthVCM (BUPTCampus layout): OK"
+	$(PY) -m reprolib data check hitsz-vcm data/synthvcm-$(PROFILE_WORLD) --no-decode > /dev/null && echo "SynthVCM (HITSZ-VCM layout B): OK"
+	$(PY) -m reprolib data check bupt data/synthbupt-$(PROFILE_WORLD) --bupt-eval-mode full --no-decode > /dev/null && echo "SynthVCM (BUPTCampus layout): OK"
 
 check-data: $(STAMP) ## validate a real dataset: make check-data DATASET=hitsz-vcm|bupt DATA_ROOT=/path
 	$(PY) -m reprolib data check $(DATASET) $(DATA_ROOT)
 
-weights-check: $(STAMP) ## report which CLIP weights the paper profile would load (or how to supply them)
-	$(PY) -m reprolib weights check $(if $(CLIP_WEIGHTS),--weights $(CLIP_WEIGHTS))
+weights-check: $(STAMP) ## report which CLIP and ResNet-50 weights the paper profile would load (or how to supply them)
+	$(PY) -m reprolib weights check --backbone clip $(if $(CLIP_WEIGHTS),--weights-path $(CLIP_WEIGHTS))
+	$(PY) -m reprolib weights check --backbone resnet50 $(if $(RESNET50_WEIGHTS),--weights-path $(RESNET50_WEIGHTS))
 
-reproduce-quickstart: world ## notebooks/00_quickstart: tour, baseline training, retrieval figure
+rehearsal-world: $(STAMP) ## write the rehearsal's stand-in weights and paper-resolution miniature world (docs/rehearsal.md)
+	$(PY) -m reprolib rehearse prepare
+
+rehearse: rehearsal-world ## render every table/figure notebook as a rehearsal of the paper profile on stand-ins (results/rehearsal/)
+	$(PY) -m reprolib notebook list --names $(if $(PAPER),--paper $(PAPER)) | grep -E '^(xreid|vld|cmft)_' | \
+	  while read nb; do $(PY) -m reprolib notebook run --profile paper --rehearsal --device $(DEVICE) $$nb || exit 1; done
+
+reproduce-quickstart: $(NB_DEPS) ## notebooks/00_quickstart: tour, baseline training, retrieval figure
 	$(NB) quickstart
 
-reproduce-vld-table3: world ## VLD Table III (B, +IMLP, +STP, VLD) on the selected profile
+reproduce-vld-table3: $(NB_DEPS) ## VLD Table III (B, +IMLP, +STP, VLD) on the selected profile
 	$(NB) vld_table3
 
-reproduce-%: world ## any notebook: reproduce-<paper>-<item> (e.g. reproduce-xreid-fig4); see `notebook list`
+reproduce-%: $(NB_DEPS) ## any notebook: reproduce-<paper>-<item> (e.g. reproduce-xreid-fig4); see `notebook list`
 	$(NB) $(subst -,_,$*)
 
-reproduce-table3: world ## Table 3 of every paper (PAPER=xreid|vld|cmft selects one)
+compare-method: $(NB_DEPS) ## your method beside the papers' (docs/new_method.md): METHOD=my.yaml FAMILY_PATH=dir [SEEDS="[1,2,3]"]
+	$(NB) my_method $(if $(METHOD),--param method_config=$(abspath $(METHOD))) \
+	  $(if $(FAMILY_PATH),--param family_path=$(abspath $(FAMILY_PATH))) $(if $(SEEDS),--param 'seeds=$(SEEDS)')
+
+reproduce-table3: $(NB_DEPS) ## Table 3 of every paper (PAPER=xreid|vld|cmft selects one)
 	$(PY) -m reprolib notebook list --item table3 $(if $(PAPER),--paper $(PAPER)) --names | \
 	  while read nb; do $(NB) $$nb || exit 1; done
 
-reproduce: world ## THE main job: quickstart + each paper's main component table on the embedded default
+reproduce: $(NB_DEPS) ## THE main job: quickstart + each paper's main component table on the embedded default
 	$(PY) -m reprolib notebook list --headline --names | while read nb; do $(NB) $$nb || exit 1; done
-	@echo "Rendered notebooks, tables and figures: results/$(PROFILE)/"
+	@echo "Rendered notebooks, tables and figures: results/$(if $(REHEARSAL),rehearsal,$(PROFILE))/"
 
-reproduce-all: world ## render every notebook of the workbook
+reproduce-all: $(NB_DEPS) ## render every notebook of the workbook
 	$(PY) -m reprolib notebook list --names | while read nb; do $(NB) $$nb || exit 1; done
 
 test: $(STAMP) ## run every test: unit tests, smoke-profile notebook runs (papermill) and nbval

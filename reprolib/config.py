@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 import yaml
 
+from reprolib.models.registry import family_options
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 PROFILES = ("smoke", "embedded", "paper")
 _ENV_VAR = re.compile(r"\$\{(\w+)\}")
@@ -34,6 +36,11 @@ _ENV_VAR = re.compile(r"\$\{(\w+)\}")
 
 class ConfigError(ValueError):
     """Raised for an invalid configuration; the message names the file and key."""
+
+
+#: A YAML 1.2 core-schema float. PyYAML implements YAML 1.1, whose floats need a dot and a signed
+#: exponent, so it reads ``3e-4``, ``1e6`` and ``1.0e6`` as strings; a float field accepts them.
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 
 
 # --------------------------------------------------------------------------------------
@@ -86,9 +93,9 @@ class ModelConfig:
     name: str = "baseline"  # registered model family
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     feature: str = "proj"  # which per-frame feature the baseline pools: "cls" (768) | "proj" (512)
-    temporal_pool: str = "tap"  # temporal aggregation: "tap" (average)
+    temporal_pool: str = "tap"  # fixed: "tap" (temporal average pooling); kept so run configs keep their keys
     neck: str = "bnneck"  # "bnneck" | "none"
-    extra: dict = field(default_factory=dict)  # validated by the model family's own schema
+    extra: dict = field(default_factory=dict)  # validated at load by the family's options class (validate_model)
 
 
 @dataclass
@@ -98,7 +105,7 @@ class LossConfig:
     triplet: str = "wrt"  # metric loss: "wrt" | "batch_hard" | "none"
     triplet_weight: float = 1.0
     triplet_margin: float = 0.3
-    wrt_legacy_numerics: bool = True  # VLD's exact shift and 1e-6 epsilon (reference/vld.md 4.2)
+    wrt_legacy_numerics: bool = True  # VLD's exact shift and 1e-6 epsilon (docs/decisions/vld.md#v26-wrt-numerics)
 
 
 @dataclass
@@ -107,7 +114,7 @@ class OptimConfig:
     lr: float = 2.5e-5
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    nesterov: bool = False  # SGD only (CMFT's recommended preset, reference/cmft.md 5.6)
+    nesterov: bool = False  # SGD only (CMFT's recommended preset, docs/decisions/cmft.md#c8-optimiser-epochs-and-learning-rate)
     betas: tuple = (0.9, 0.999)
     head_lr_mult: float = 25.0  # multiplier for heads (classifiers, BNNeck) and new modules
     bias_lr_mult: float = 1.0
@@ -133,7 +140,7 @@ class TrainConfig:
     epochs: int = 24
     iters_per_epoch: int = 200
     amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "fp16" | "off"
-    log_every: int = 20
+    log_every: int = 20  # console log line every N steps (0: none; train_log.jsonl records every step)
     ckpt_every_iters: int = 0  # extra checkpoints inside an epoch (0: at epoch ends only)
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
     nan_guard: bool = True
@@ -283,8 +290,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML12_FLOAT.match(value.strip()):
+            return float(value)  # YAML 1.2 number PyYAML (YAML 1.1) left as a string: 3e-4, 1e6, 1.0e6
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number (e.g. 3e-4 or 0.0003), got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -372,9 +381,108 @@ def load_config(name: str, profile: Optional[str] = None, overrides: Optional[li
     if expand_env:
         tree = _expand_env(tree)
     try:
-        return from_dict(ExperimentConfig, tree, "config")
+        cfg = from_dict(ExperimentConfig, tree, "config")
+        validate_ranges(cfg)
+        validate_model(cfg.model)
     except ConfigError as e:
-        raise ConfigError(f"{sources[-1] if sources else name}: {e}") from None
+        raise ConfigError(f"{_blame(str(e), sources, overrides, tree.get('profile'), name)}: {e}") from None
+    return cfg
+
+
+#: Datasets a config can name (``data.dataset``; ``eval.dataset`` may also be empty).
+DATASETS = ("hitsz-vcm", "bupt", "sysu-mm01", "regdb")
+#: ``key: minimum`` of the integer and float values checked by :func:`validate_ranges`.
+_MINIMUMS: dict[str, int] = {
+    "data.seq_len": 1, "data.num_ids": 1, "data.num_pos": 1, "data.min_seq_len": 0, "data.height": 1,
+    "data.width": 1, "data.num_workers": 0, "data.test_batch_size": 1, "data.bupt_eval_batch": 1,
+    "data.pad": 0, "train.iters_per_epoch": 1, "train.epochs": 0, "train.log_every": 0,
+    "train.ckpt_every_iters": 0, "train.eval_every": 0, "eval.max_rank": 1, "optim.lr": 0,
+    "optim.weight_decay": 0, "sched.warmup_epochs": 0,
+}
+
+
+def validate_ranges(cfg: "ExperimentConfig") -> None:
+    """Check value ranges and names that the types alone do not catch, naming the key.
+
+    ``data.seq_len >= 1``, ``data.num_ids >= 1`` and the other minimums of :data:`_MINIMUMS`;
+    ``data.dataset`` (and a non-empty ``eval.dataset``) one of :data:`DATASETS`, with the nearest
+    name suggested.
+
+    Raises:
+        ConfigError: the first value out of range; the message starts with its key.
+    """
+    for key, minimum in _MINIMUMS.items():
+        section, leaf = key.split(".")
+        value = getattr(getattr(cfg, section), leaf)
+        if value < minimum:
+            raise ConfigError(f"{key}: expected {key} >= {minimum}, got {value!r}")
+    for key, value, allowed in (("data.dataset", cfg.data.dataset, DATASETS),
+                                ("eval.dataset", cfg.eval.dataset, ("",) + DATASETS)):
+        if value not in allowed:
+            near = difflib.get_close_matches(value, DATASETS, n=1, cutoff=0.3)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"{key}: unknown dataset {value!r}; expected one of {', '.join(DATASETS)}{hint}")
+
+
+def validate_model(model_cfg: "ModelConfig") -> None:
+    """Check ``model.name`` against the registered families and ``model.extra`` against the family's
+    options class (:func:`reprolib.models.registry.family_options`), without building a model.
+
+    ``model.extra`` stays a plain mapping in :class:`ExperimentConfig` (what run keys hash); here it
+    is only validated: unknown keys with the nearest valid key and wrong types as for the rest of the
+    config, then the family's own value checks (its options class's ``from_dict``).
+
+    Raises:
+        ConfigError: an unknown family (with the nearest name), an unknown or mistyped
+            ``model.extra`` key, a bad value, or a ``model.temporal_pool`` other than ``tap``.
+    """
+    if model_cfg.temporal_pool != "tap":
+        raise ConfigError(f"model.temporal_pool: fixed to 'tap' (temporal average pooling, the clip pooling of "
+                          f"every family; VLD's Table IV heads are model.extra.temporal_head), got "
+                          f"{model_cfg.temporal_pool!r}")
+    try:
+        options = family_options(model_cfg.name)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    if options is None:
+        if model_cfg.extra:
+            raise ConfigError(f"model.extra: family '{model_cfg.name}' takes no model.extra keys, got "
+                              f"{sorted(model_cfg.extra)}")
+        return
+    from_dict(options, model_cfg.extra, "config.model.extra")  # unknown keys (nearest key), types
+    parse = getattr(options, "from_dict", None)
+    if parse is not None:
+        try:
+            parse(model_cfg.extra)  # the family's value checks
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def _blame(message: str, sources: list, overrides: Optional[list[str]], profile: Optional[str], name: str) -> str:
+    """Where the value a :class:`ConfigError` is about came from: the ``--set`` that set its key,
+    else the last YAML file (of the ``base:`` chain) that writes it, else the config itself."""
+    m = re.search(r"config\.([\w.]+)", message) or re.match(r"([A-Za-z_]\w*(?:\.\w+)+):", message)
+    key = m.group(1).rstrip(".") if m else ""
+    if key:
+        for item in reversed(overrides or []):
+            k = item.split("=", 1)[0].strip()
+            if k == key or key.startswith(k + ".") or k.startswith(key + "."):
+                return f"--set {item}"
+        parts = key.split(".")
+        for src in reversed(sources):
+            try:
+                with open(src) as f:
+                    raw = yaml.safe_load(f) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            for node in (((raw.get("profiles") or {}).get(profile) or {}) if isinstance(raw, dict) else {}, raw):
+                for p in parts:
+                    node = node.get(p) if isinstance(node, dict) else None
+                if node is not None:
+                    return str(src)
+    return str(sources[-1]) if sources else name
 
 
 def to_dict(cfg: Any) -> dict:
@@ -383,8 +491,10 @@ def to_dict(cfg: Any) -> dict:
 
 
 def config_hash(cfg: Any, extra: Optional[dict] = None, length: int = 12) -> str:
-    """Stable hash of a resolved config (+ optional extra keys such as a code version)."""
-    payload = {"config": to_dict(cfg), "extra": extra or {}}
+    """Stable hash of a resolved config (a config dataclass or its :func:`to_dict` mapping) and
+    optional extra keys (the run store adds the profile, the number of processes and the family's
+    results version)."""
+    payload = {"config": cfg if isinstance(cfg, dict) else to_dict(cfg), "extra": extra or {}}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 

@@ -1,7 +1,6 @@
 """Hand-made HITSZ-VCM and BUPTCampus trees in the real on-disk formats, for tests.
 
-The trees follow ``reference/data_protocol.md`` section 8 ("Suggested fixture and validation
-checks"). Each writer takes the tracklet specification as plain data (module constants
+The trees follow ``docs/decisions/data.md#fixtures``. Each writer takes the tracklet specification as plain data (module constants
 below are the defaults), so a test can write a variant and still know every count by hand.
 Frames are tiny 8x4 JPEGs (the same bytes for every frame), so a tree is written in
 milliseconds.

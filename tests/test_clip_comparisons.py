@@ -15,7 +15,8 @@ from reprolib.config import BackboneConfig, LossConfig, ModelConfig, OptimConfig
 from reprolib.data.types import Modality
 from reprolib.engine.optim import build_optimizer
 from reprolib.models import create_clip_model
-from reprolib.models.clipreid import CLIPReID, CLIPReIDExtra, FeatureCache, bank_index, supcon_loss
+from reprolib.models.clipreid import CLIPReID, CLIPReIDExtra, FeatureCache, supcon_loss
+from reprolib.models.prompts import bank_index
 from reprolib.models.tfclip import (TFCLIP, SequenceSpecificPrompt, TemporalMemoryDiffusion, TFCLIPExtra,
                                     class_means, ssp_params, tmd_params)
 

@@ -1,4 +1,4 @@
-"""CMFT losses against hand-computed batches (reference/cmft.md 5, 6 and 8).
+"""CMFT losses against hand-computed batches (docs/decisions/cmft.md#losses).
 
 Most cases put the points of an identity on a horizontal line, so every Euclidean distance is
 a difference of x coordinates that can be checked by hand.
@@ -12,9 +12,8 @@ import torch
 
 from reprolib.config import ConfigError
 from reprolib.losses import TripletLoss, WeightedRegularizedTriplet
-from reprolib.losses.cmft import (
+from reprolib.models.cmft.losses import (
     CMFT_LOSSES,
-    CMFT_OPTIM_PRESETS,
     CMFTCriterion,
     CMFTLossOptions,
     CrossLoss,
@@ -22,7 +21,6 @@ from reprolib.losses.cmft import (
     ModalityDiscriminativeLoss,
     ModalitySharedRefinementLoss,
     cmft_loss_weights,
-    cmft_optim_preset,
 )
 from reprolib.losses.hetero_center import HeteroCenterTripletLoss
 
@@ -180,17 +178,15 @@ def test_cmt_standin_mines_across_modalities_by_hand():
 
 def test_schedule_switches_after_the_warm_phase():
     opt = CMFTLossOptions()
-    for epoch in range(8):  # 1-based epochs 1-8
-        assert cmft_loss_weights(epoch, opt) == {"cross": 1.0, "msrl": 0.0, "mdl": 0.0}
-    for epoch in (8, 23):
-        assert cmft_loss_weights(epoch, opt) == {"cross": 0.0, "msrl": 0.3, "mdl": 0.7}
-    keep = CMFTLossOptions(stage2_keep_triplet=True, lambda1=0.1, lambda2=0.9, stage2_epoch=6)
-    assert cmft_loss_weights(5, keep) == {"cross": 1.0, "msrl": 0.0, "mdl": 0.0}
-    assert cmft_loss_weights(6, keep) == {"cross": 1.0, "msrl": 0.1, "mdl": 0.9}
+    assert cmft_loss_weights(1, opt) == {"cross": 1.0, "msrl": 0.0, "mdl": 0.0}
+    assert cmft_loss_weights(2, opt) == {"cross": 0.0, "msrl": 0.3, "mdl": 0.7}
+    keep = CMFTLossOptions(stage2_keep_triplet=True, lambda1=0.1, lambda2=0.9)
+    assert cmft_loss_weights(1, keep) == {"cross": 1.0, "msrl": 0.0, "mdl": 0.0}
+    assert cmft_loss_weights(2, keep) == {"cross": 1.0, "msrl": 0.1, "mdl": 0.9}
     hct = CMFTLossOptions(comparison="hetero_center")
-    assert cmft_loss_weights(0, hct) == {"hetero_center": 1.0, "msrl": 0.0, "mdl": 0.0}
-    with pytest.raises(ValueError, match="epoch"):
-        cmft_loss_weights(-1, opt)
+    assert cmft_loss_weights(1, hct) == {"hetero_center": 1.0, "msrl": 0.0, "mdl": 0.0}
+    with pytest.raises(ValueError, match="stage"):
+        cmft_loss_weights(0, opt)
 
 
 # -- the criterion --------------------------------------------------------------------------
@@ -202,36 +198,36 @@ def _features(fused: bool = True) -> dict:
 
 def test_criterion_returns_weighted_active_terms():
     crit = CMFTCriterion(CMFTLossOptions())
-    stage1 = crit(_features(), epoch=7)
+    stage1 = crit(_features(), stage=1)
     assert set(stage1) == {"cross"}
     torch.testing.assert_close(stage1["cross"], CrossLoss(0.1)(RGB, IR, LABELS, FUSED))
-    stage2 = crit(_features(), epoch=8)
+    stage2 = crit(_features(), stage=2)
     assert set(stage2) == {"msrl", "mdl"}
     assert stage2["msrl"].item() == pytest.approx(0.3 * 70 / 8, rel=1e-5)
     mdl = ModalityDiscriminativeLoss("dynamic")(RGB, IR, LABELS)
     assert stage2["mdl"].item() == pytest.approx(0.7 * mdl.item(), rel=1e-5)
     # Table 5 single-loss rows: a zero weight removes the term
-    only_mdl = CMFTCriterion(CMFTLossOptions(lambda1=0.0))(_features(fused=False), epoch=8)
+    only_mdl = CMFTCriterion(CMFTLossOptions(lambda1=0.0))(_features(fused=False), stage=2)
     assert set(only_mdl) == {"mdl"}  # and literal MSRL is not evaluated without Z^Fusion
-    kept = CMFTCriterion(CMFTLossOptions(stage2_keep_triplet=True))(_features(), epoch=8)
+    kept = CMFTCriterion(CMFTLossOptions(stage2_keep_triplet=True))(_features(), stage=2)
     assert set(kept) == {"cross", "msrl", "mdl"}
 
 
 def test_criterion_comparison_losses_replace_cross():
     feats = _features()
-    wrt = CMFTCriterion(CMFTLossOptions(comparison="wrt"))(feats, epoch=0)
+    wrt = CMFTCriterion(CMFTLossOptions(comparison="wrt"))(feats, stage=1)
     ref = WeightedRegularizedTriplet(legacy_numerics=False)
     expected = ref(torch.cat([RGB, IR]), torch.cat([LABELS, LABELS])) + ref(FUSED, LABELS)
     assert set(wrt) == {"wrt"}
     torch.testing.assert_close(wrt["wrt"], expected)
-    hct = CMFTCriterion(CMFTLossOptions(comparison="hetero_center"))(feats, epoch=0)
+    hct = CMFTCriterion(CMFTLossOptions(comparison="hetero_center"))(feats, stage=1)
     modality = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     expected = (HeteroCenterTripletLoss(0.1)(torch.cat([RGB, IR]), torch.cat([LABELS, LABELS]), modality)
                 + TripletLoss(0.1)(FUSED, LABELS))
     torch.testing.assert_close(hct["hetero_center"], expected)
-    cmt = CMFTCriterion(CMFTLossOptions(comparison="cmt_standin"))(_features(fused=False), epoch=0)
+    cmt = CMFTCriterion(CMFTLossOptions(comparison="cmt_standin"))(_features(fused=False), stage=1)
     torch.testing.assert_close(cmt["cmt_standin"], CrossModalityTripletStandIn(0.1)(RGB, IR, LABELS, LABELS))
-    stage2 = CMFTCriterion(CMFTLossOptions(comparison="wrt"))(feats, epoch=8)
+    stage2 = CMFTCriterion(CMFTLossOptions(comparison="wrt"))(feats, stage=2)
     assert set(stage2) == {"msrl", "mdl"}  # stage 2 unchanged by the comparison
 
 
@@ -252,8 +248,8 @@ def test_gradients_are_finite(opts):
     feats = {"rgb": rgb, "ir": ir, "fused": fused, "labels": labels,
              "rgb_bn": 2 * rgb, "ir_bn": 2 * ir, "fused_bn": 2 * fused}
     crit = CMFTCriterion(CMFTLossOptions(**opts))
-    for epoch in (0, 8):
-        terms = crit(feats, epoch)
+    for stage in (1, 2):
+        terms = crit(feats, stage)
         total = sum(terms.values())
         rgb.grad = ir.grad = fused.grad = None
         total.backward()
@@ -270,39 +266,22 @@ def test_options_errors_name_the_key():
     with pytest.raises(ValueError, match="comparison"):
         CMFTCriterion(CMFTLossOptions(comparison="hct"))
     with pytest.raises(ValueError, match="batch sizes"):
-        CMFTCriterion()({"rgb": RGB, "ir": IR[:3], "fused": None, "labels": LABELS}, 0)
+        CMFTCriterion()({"rgb": RGB, "ir": IR[:3], "fused": None, "labels": LABELS}, 1)
     opt = CMFTLossOptions.from_dict({"lambda1": 0.5, "stage2_keep_triplet": True})
     assert opt.lambda1 == 0.5 and opt.lambda2 == 0.7 and opt.stage2_keep_triplet
-
-
-def test_optim_presets_are_valid_config_sections():
-    from reprolib.config import OptimConfig, SchedulerConfig, TrainConfig, from_dict
-
-    for name in CMFT_OPTIM_PRESETS:
-        preset = cmft_optim_preset(name)
-        optim = from_dict(OptimConfig, preset["optim"], "optim")
-        sched = from_dict(SchedulerConfig, preset["sched"], "sched")
-        from_dict(TrainConfig, preset["train"], "train")
-        assert optim.name in ("sgd", "adamw") and sched.name in ("warmup_multistep", "cosine")
-    literal = cmft_optim_preset("paper_literal")
-    assert literal["optim"]["weight_decay"] == 1e-2 and literal["train"]["epochs"] == 60
-    rec = cmft_optim_preset("recommended")
-    assert rec["optim"]["lr"] * rec["optim"]["head_lr_mult"] == pytest.approx(0.1)
-    rec["optim"]["lr"] = 1.0  # a copy: the table is unchanged
-    assert CMFT_OPTIM_PRESETS["recommended"]["optim"]["lr"] == 0.01
 
 
 def test_cosine_msrl_reads_bn_features():
     bn = {"rgb_bn": pts((1, 0), (0, 1), (1, 1), (2, 2)), "ir_bn": pts((1, 0), (-1, 0), (0, 1), (0, 3)),
           "fused_bn": pts((1, 0), (2, 0), (1, 0), (0, 1))}  # the cosine hand case: 1.75
     opts = CMFTLossOptions(msrl_distance="cosine", lambda2=0.0)
-    out = CMFTCriterion(opts)({**_features(), **bn}, epoch=8)
+    out = CMFTCriterion(opts)({**_features(), **bn}, stage=2)
     assert out["msrl"].item() == pytest.approx(0.3 * 1.75, abs=1e-5)
     pre = CMFTCriterion(CMFTLossOptions(msrl_distance="cosine", msrl_cosine_features="pre_bn"))
     expected = ModalitySharedRefinementLoss("literal", "cosine")(RGB, IR, LABELS, FUSED)
-    assert pre({**_features(), **bn}, epoch=8)["msrl"].item() == pytest.approx(0.3 * expected.item(), rel=1e-5)
+    assert pre({**_features(), **bn}, stage=2)["msrl"].item() == pytest.approx(0.3 * expected.item(), rel=1e-5)
     with pytest.raises(KeyError, match="rgb_bn"):
-        CMFTCriterion(opts)(_features(), epoch=8)
+        CMFTCriterion(opts)(_features(), stage=2)
 
 
 def test_plugin_table_gives_unweighted_terms():

@@ -1,4 +1,4 @@
-"""CMFT family: temporal shift, TSM ResNet streams and weights, CCF cascade, model (reference/cmft.md)."""
+"""CMFT family: temporal shift, TSM ResNet streams and weights, CCF cascade, model (docs/decisions/cmft.md#design)."""
 from __future__ import annotations
 
 
@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from reprolib.losses.cmft import CMFT_LOSSES
+from reprolib.models.cmft.losses import CMFT_LOSSES
 from reprolib.config import LossConfig, ModelConfig, BackboneConfig, load_config
 from reprolib.data.types import Modality
 from reprolib.models import WeightsNotFoundError, create_model
 from reprolib.models.cmft import resnet as cmft_resnet
-from reprolib.models.cmft.ccf import CCF, CCFCascade, CCFOptions, ScoreFusion, build_fusion
+from reprolib.models.cmft.ccf import CCF, CCFCascade, ScoreFusion, build_fusion
+from reprolib.models.cmft.options import CCFOptions
 from reprolib.models.cmft.profile import cmft_profile
 from reprolib.models.cmft.resnet import TSMResNet, build_tsm_resnet, stage_specs
 from reprolib.models.cmft.tsm import TemporalShift, temporal_shift

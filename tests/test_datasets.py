@@ -364,7 +364,8 @@ def test_run_check_returns_json_summary(tmp_path):
     summary = run_check("hitsz-vcm", str(write_vcm_tree(tmp_path / "vcm")), min_seq_len=11)
     assert json.loads(json.dumps(summary)) == summary
     assert set(summary) == {"dataset", "root", "options", "num_train_pids", "num_cameras", "paired",
-                            "splits", "eval_sets", "warnings", "layout", "query_idx_lines"}
+                            "splits", "eval_sets", "warnings", "layout", "query_idx_lines", "decode"}
+    assert summary["decode"]["checked"] is False and summary["decode"]["frames"] > 0
     assert summary["splits"]["train"]["after_filter"]["all"] == C(3, 7, 86)
     with pytest.raises(ValueError, match="invalid option for dataset 'hitsz-vcm'"):
         run_check("hitsz-vcm", str(tmp_path / "vcm"), eval_mode="full")

@@ -6,7 +6,7 @@
 * real smoke pipeline: replicas stay identical, rank 0 alone evaluates and writes
   ``metrics.json`` (``num_processes == 2``), and the metrics are close to a single-process
   run with the same global batch (not equal: BatchNorm statistics and triplet mining are per
-  process under DDP, reference/anchors.md C7).
+  process under DDP, docs/decisions/tooling.md#distributed-training).
 """
 from __future__ import annotations
 

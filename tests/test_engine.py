@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import random
 
 import numpy as np
@@ -28,7 +27,7 @@ def _optimizer(*lrs: float) -> torch.optim.Optimizer:
 
 # ----------------------------------------------------------------------------- schedulers
 def test_warmup_multistep_matches_xreid_schedule():
-    # X-ReID (reference/xreid.md 4.4): 5e-6 base, 10x group, warmup 0.1 -> 1 over 10 epochs,
+    # X-ReID (docs/decisions/xreid.md#learning-rate-schedule): 5e-6 base, 10x group, warmup 0.1 -> 1 over 10 epochs,
     # x0.1 at 0-based epochs 30 and 50.
     sched = WarmupMultiStepLR(_optimizer(5e-6, 5e-5), milestones=(30, 50), gamma=0.1, warmup_factor=0.1,
                               warmup_epochs=10)
@@ -41,7 +40,7 @@ def test_warmup_multistep_matches_xreid_schedule():
 
 
 def test_cosine_matches_vld_table():
-    # VLD (reference/vld.md 5.5): timm CosineLRScheduler(t_initial=24, warmup_t=3,
+    # VLD (docs/decisions/vld.md#v5-learning-rate-schedule): timm CosineLRScheduler(t_initial=24, warmup_t=3,
     # warmup_lr_init=lr_min=2.5e-7), base 2.5e-5 and a 25x group, warmup_prefix=False.
     sched = WarmupCosineLR(_optimizer(2.5e-5, 6.25e-4), t_initial=24, lr_min=2.5e-7, warmup_epochs=3)
     table = {0: (2.5e-7, 2.5e-7), 1: (8.5e-6, 2.085e-4), 2: (1.675e-5, 4.167e-4), 3: (2.406e-5, 6.012e-4),
@@ -173,7 +172,7 @@ class _Opaque:
 
 def test_load_checkpoint_refuses_arbitrary_objects(tmp_path):
     torch.save({"format": 1, "model": {}, "payload": _Opaque()}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match=r"evil\.pt.*pickled Python objects.*never unpickled"):
         load_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")

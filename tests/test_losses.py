@@ -1,4 +1,4 @@
-"""ID loss, batch-hard triplet and WRT against hand-computed values (reference/vld.md 4.2)."""
+"""ID loss, batch-hard triplet and WRT against hand-computed values (docs/decisions/vld.md#v26-wrt-numerics)."""
 from __future__ import annotations
 
 import math

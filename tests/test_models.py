@@ -1,4 +1,4 @@
-"""CLIP visual encoder, heads and the baseline model (reference/vld.md 1, 7.1; reference/xreid.md 1)."""
+"""CLIP visual encoder, heads and the baseline model (docs/decisions/vld.md#baseline-parameters; docs/decisions/xreid.md#backbone)."""
 from __future__ import annotations
 
 import math
@@ -40,7 +40,7 @@ def test_vit_b16_grid_and_vld_parameter_count():
     assert isinstance(enc, CLIPVisualEncoder) and enc.grid_size == (18, 9)
     assert tuple(enc.vit.positional_embedding.shape) == (163, 768)
     assert (enc.width, enc.output_dim, enc.num_blocks) == (768, 512, 12)
-    # VLD Table "Params": the visual encoder alone with the 163-token table (reference/vld.md 7.1)
+    # VLD Table "Params": the visual encoder alone with the 163-token table (docs/decisions/vld.md#baseline-parameters)
     assert sum(p.numel() for p in enc.parameters()) == 86_166_528
     assert enc.vit.conv1.weight.numel() == 589_824
     assert type(enc.blocks[0].mlp.gelu).__name__ == "QuickGELU"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from reprolib import notebooks
+from reprolib.workbook import runner
 
 pytestmark = pytest.mark.notebook
-NOTEBOOKS = notebooks.discover()
+NOTEBOOKS = runner.discover()
 HERE = Path(__file__).parent
 
 
@@ -45,19 +45,24 @@ def test_every_notebook_is_discovered_with_a_parameters_cell():
         assert len(tagged) == 1, f"{nb.path.name}: needs exactly one cell tagged 'parameters'"
         # papermill must parse every parameter (an '=' inside a comment silently breaks that)
         names = {p.name for p in PythonTranslator.inspect(tagged[0])}
-        assert names == {"profile", "data_root", "device", "clip_weights", "overrides"}, (nb.path.name, names)
+        base = {"profile", "data_root", "device", "clip_weights", "overrides"}
+        if nb.paper:  # generated: each dataset's root, each backbone's weights, the rehearsal switch
+            base |= set(runner.EXTRA_PARAMS)
+        if nb.key == "my_method":  # the method to compare (docs/new_method.md)
+            base |= {"method_config", "family_path", "method_name", "seeds", "method_store"}
+        assert names == base, (nb.path.name, names)
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.key for nb in NOTEBOOKS])
 def test_notebook_smoke_papermill_then_nbval(nb, results_root):
-    out = notebooks.run_notebook(nb.key, profile="smoke", device="cpu", progress=False)
+    out = runner.run_notebook(nb.key, profile="smoke", device="cpu", progress=False)
     assert out.is_file() and str(out).startswith(str(results_root))
     if "NBVAL_CHECK_OUTPUT" not in nb.path.read_text():
         return
     env = dict(os.environ, REPROLIB_RESULTS=str(results_root))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         "--nbval-kernel-name", notebooks._kernel_name(),
+         "--nbval-kernel-name", runner._kernel_name(),
          "--nbval-sanitize-with", str(HERE / "nbval_sanitize.cfg"), str(out)],
         capture_output=True, text=True, env=env, cwd=str(out.parent), timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""Parameter and MAC accounting (reprolib.profiler) against hand counts and reference/vld.md 7."""
+"""Parameter and MAC accounting (reprolib.utils.macs, reprolib.experiments.costs, the profile command) against
+hand counts and docs/decisions/vld.md#parameter-and-flop-accounting."""
 from __future__ import annotations
 
 import pytest
@@ -7,10 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprolib.config import BackboneConfig
+from reprolib.experiments.costs import count_parameters, paper_references
+from reprolib.experiments.profile_cli import main
 from reprolib.models import TINYCLIP_ARCH, create_clip_visual
-from reprolib.profiler import count_flops, count_macs, count_parameters, infer_frames, main, paper_references
+from reprolib.utils.macs import count_flops, count_macs, infer_frames
 
-# reference/vld.md 7.1 and 7.3: CLIP ViT-B/16 visual encoder at 288x144 (163 tokens, D = 768).
+# docs/decisions/vld.md#baseline-parameters and docs/decisions/vld.md#flop-convention: CLIP ViT-B/16 visual encoder at 288x144 (163 tokens, D = 768).
 VIT_B16_PARAMS = 86_166_528
 VIT_B16_PAPER_MACS = 95_551_488 + 163 * 7_077_888 * 12 + 26 * 163 * 768 * 5  # conv + linears + LNs
 VIT_B16_ATTENTION_MACS = 12 * 2 * 163 * 163 * 768  # q.k^T and attn.v in 12 blocks
@@ -38,7 +41,7 @@ def test_vit_b16_parameters_match_vld(vit_b16):
 
 
 def test_vit_b16_paper_flops_match_vld(vit_b16_counts):
-    assert VIT_B16_PAPER_MACS == 13_956_174_336  # the arithmetic of reference/vld.md 7.3
+    assert VIT_B16_PAPER_MACS == 13_956_174_336  # the arithmetic of docs/decisions/vld.md#flop-convention
     assert vit_b16_counts.total("paper") == VIT_B16_PAPER_MACS
     assert round(vit_b16_counts.total("paper") / 1e9, 2) == 13.96
     kinds = vit_b16_counts.by_kind()
@@ -52,7 +55,7 @@ def test_vit_b16_full_flops_add_attention_products(vit_b16_counts):
     full = vit_b16_counts.total("full")
     assert full == VIT_B16_PAPER_MACS + VIT_B16_ATTENTION_MACS + VIT_B16_PROJ_MACS
     assert full > vit_b16_counts.total("paper")
-    assert round(full / 1e9, 2) == 14.45  # reference/vld.md 7.3, "if the attention products were counted"
+    assert round(full / 1e9, 2) == 14.45  # docs/decisions/vld.md#flop-convention, "if the attention products were counted"
 
 
 def test_paper_references_agree_at_printed_precision(vit_b16, vit_b16_counts):

@@ -1,4 +1,4 @@
-"""The run store: keys, caching, code-version semantics."""
+"""The run store: run identity, caching, twins, locks."""
 import ast
 import json
 
@@ -6,7 +6,6 @@ import pytest
 
 from reprolib.config import load_config
 from reprolib.experiments import get_run, run_key
-from reprolib.experiments.runstore import _strip_docstrings
 
 
 def test_finished_run_is_loaded_not_retrained(tmp_path):
@@ -30,15 +29,6 @@ def test_key_depends_on_config_and_profile():
     b = load_config("baseline", profile="smoke", overrides=["seed=7"])
     c = load_config("baseline", profile="embedded")
     assert len({run_key(a), run_key(b), run_key(c)}) == 3
-
-
-def test_code_version_ignores_docstrings_but_not_code():
-    src_a = 'def f(x):\n    """Doc one."""\n    return x + 1\n'
-    src_b = 'def f(x):\n    """Another doc."""\n    # a comment\n    return x + 1\n'
-    src_c = 'def f(x):\n    """Doc one."""\n    return x + 2\n'
-    dump = lambda s: ast.dump(_strip_docstrings(ast.parse(s)))  # noqa: E731
-    assert dump(src_a) == dump(src_b)
-    assert dump(src_a) != dump(src_c)
 
 
 def test_a_run_differing_only_in_evaluation_keys_is_tested_from_its_twin(tmp_path):
@@ -69,85 +59,131 @@ def test_a_training_key_difference_finds_no_twin(tmp_path):
     assert "eval" not in view and "bupt_eval_mode" not in view["data"] and "seq_len" in view["data"]
 
 
-# ----------------------------------------------------------------------------- family-scoped code versions
-def _imported_modules(path):
-    """Module names a file imports (``from a.b import c`` gives ``a.b`` and ``a.b.c``) and the
-    dotted ``reprolib.`` names in its string constants (dynamic imports)."""
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("reprolib."):
-            names.add(node.value)
-    return names
+# ----------------------------------------------------------------------------- run identity
+def test_auto_and_cpu_are_one_run_on_a_machine_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto, cpu = load_config("baseline", "smoke"), load_config("baseline", "smoke", ["device=cpu"])
+    assert auto.device == "auto" and run_key(auto) == run_key(cpu)
+    assert run_key(load_config("baseline", "smoke", ["device=cuda"])) != run_key(cpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # on a GPU box auto is cuda
+    assert run_key(auto) == run_key(load_config("baseline", "smoke", ["device=cuda:1"])) != run_key(cpu)
 
 
-def test_family_code_is_imported_only_by_its_families():
-    from reprolib import PACKAGE_ROOT
-    from reprolib.experiments.runstore import CODE_PACKAGES, owners
-
-    def rel_of(module):
-        parts = module.split(".")
-        if parts[0] != "reprolib":
-            return None
-        rel = "/".join(parts[1:])
-        if (PACKAGE_ROOT / f"{rel}.py").is_file():
-            return f"{rel}.py"
-        return rel if (PACKAGE_ROOT / rel).is_dir() else None
-
-    checked = 0
-    for pkg in CODE_PACKAGES:
-        for path in (PACKAGE_ROOT / pkg).rglob("*.py"):
-            if path.name == "__init__.py":  # registrations and re-exports
-                continue
-            rel = path.relative_to(PACKAGE_ROOT).as_posix()
-            mine = owners(rel)
-            for module in _imported_modules(path):
-                target = rel_of(module)
-                theirs = owners(target) if target else None
-                if theirs is None:
-                    continue
-                checked += 1
-                assert mine is not None and set(mine) <= set(theirs), (
-                    f"reprolib/{rel} (run by {mine or 'every family'}) imports {module}, which only {theirs} "
-                    "run: widen that FAMILY_CODE entry")
-    assert checked > 10  # the scan does see the families' imports
+def test_the_number_of_processes_is_part_of_the_key(monkeypatch):
+    cfg = load_config("baseline", "smoke")
+    single = run_key(cfg)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_key(cfg) != single
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert run_key(cfg) == single
 
 
-def test_a_change_in_family_code_rekeys_only_that_family(tmp_path, monkeypatch):
+def test_a_generated_world_is_identified_by_its_generator_not_its_path():
+    a = load_config("baseline", "embedded")
+    b = load_config("baseline", "embedded", ["data.root=/somewhere/else/synthvcm"])
+    assert run_key(a) == run_key(b)
+    assert run_key(load_config("baseline", "smoke")) != run_key(a)  # another scale: another world
+
+
+def _vcm_index(root, query="1\n"):
+    info = root / "info"
+    info.mkdir(parents=True)
+    for name in ("train_name.txt", "test_name.txt", "track_train_info.txt", "track_test_info.txt"):
+        (info / name).write_text(f"{name} rows\n")
+    (info / "query_IDX.txt").write_text(query)
+    return root
+
+
+def test_a_real_dataset_is_identified_by_its_index_files_not_its_path(tmp_path, monkeypatch):
+    one, copy = _vcm_index(tmp_path / "disk1/vcm"), _vcm_index(tmp_path / "disk2/VCM")
+    other = _vcm_index(tmp_path / "vcm_edited", query="2\n")
+    keys = {name: run_key(load_config("baseline", "paper", [f"data.root={root}"]))
+            for name, root in (("one", one), ("copy", copy), ("other", other))}
+    assert keys["one"] == keys["copy"] != keys["other"]
+    monkeypatch.setenv("REPROLIB_DATA", str(one))  # the env-var spelling of the same root: the same run
+    assert run_key(load_config("baseline", "paper")) == keys["one"]
+
+
+def test_a_root_without_index_files_is_named_in_the_error(tmp_path):
+    from reprolib.config import ConfigError
+
+    with pytest.raises((FileNotFoundError, ConfigError), match=str(tmp_path)):
+        run_key(load_config("baseline", "paper", [f"data.root={tmp_path}"]))
+
+
+def test_a_results_version_bump_rekeys_only_that_family(monkeypatch):
+    from reprolib.models import registry
+
+    vld, cmft = load_config("vld", "smoke"), load_config("cmft", "smoke")
+    before = run_key(vld), run_key(cmft)
+    import dataclasses
+
+    entry = registry._MODELS["vld"]
+    monkeypatch.setitem(registry._MODELS, "vld", dataclasses.replace(entry, results_version=entry.results_version + 1))
+    assert run_key(vld) != before[0] and run_key(cmft) == before[1]
+
+
+def test_editing_shared_code_or_adding_a_family_keeps_every_run_key(tmp_path):
+    """Run keys of a copy of the package whose trainer gained a statement and beside which a new
+    family is registered (through REPROLIB_FAMILY_PATH) are the keys of the present package, for the
+    config of every committed run; the code versions recorded as provenance do change."""
     import shutil
+    import subprocess
+    import sys
+    import textwrap
 
-    from reprolib import PACKAGE_ROOT
-    from reprolib.experiments import runstore
+    from reprolib import PACKAGE_ROOT, PROJECT_ROOT
 
-    for pkg in runstore.CODE_PACKAGES:
-        shutil.copytree(PACKAGE_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(runstore, "PACKAGE_ROOT", tmp_path)
-    cmft, vld, tfclip = load_config("cmft", "smoke"), load_config("vld", "smoke"), load_config("tfclip", "smoke")
+    shutil.copytree(PACKAGE_ROOT, tmp_path / "pkg/reprolib", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "pkg/reprolib/engine/trainer.py", "a") as f:
+        f.write("\nEDITED = True\n")
+    family = tmp_path / "families/toyfam"
+    family.mkdir(parents=True)
+    (family / "__init__.py").write_text(textwrap.dedent("""
+        from reprolib.models.base import ReIDModel
+        from reprolib.models.registry import register_model
 
-    def keys():
-        runstore.code_version.cache_clear()
-        return runstore.run_key(cmft), runstore.run_key(vld), runstore.run_key(tfclip)
+        @register_model("toyfam")
+        class ToyFamily(ReIDModel):
+            pass
+    """))
+    script = textwrap.dedent("""
+        import json, sys
+        from pathlib import Path
+        from reprolib.config import load_config
+        from reprolib.engine.provenance import code_version
+        from reprolib.experiments.runstore import run_name
+        from reprolib.models.registry import list_models
+        runs = sorted(Path(sys.argv[1]).glob("*/config.yaml"))[:40]
+        names = {p.parent.name: run_name(load_config(str(p))) for p in runs}
+        print(json.dumps({"names": names, "code": code_version("vld"), "families": list_models()}))
+    """)
+    store = PROJECT_ROOT / "results/embedded/runs"
 
-    def change(rel):
-        with open(tmp_path / rel, "a") as f:
-            f.write("\nCHANGED = 1\n")
-        return keys()
+    def run(pythonpath, extra_env):
+        env = {**__import__("os").environ, "PYTHONPATH": str(pythonpath), **extra_env}
+        out = subprocess.run([sys.executable, "-c", script, str(store)], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
 
-    try:
-        before = keys()
-        after_cmft = change("models/cmft/tsm.py")
-        after_mii = change("models/xreid/mii.py")  # X-ReID's block, reused by TF-CLIP
-        after_shared = change("engine/optim.py")
-    finally:
-        runstore.code_version.cache_clear()
-    assert after_cmft[0] != before[0] and after_cmft[1:] == before[1:]  # CMFT re-keyed, VLD and TF-CLIP not
-    assert after_mii[:2] == after_cmft[:2] and after_mii[2] != after_cmft[2]  # TF-CLIP re-keyed only
-    assert all(a != b for a, b in zip(after_shared, after_mii))  # shared code keys every family
+    present = run(PACKAGE_ROOT.parent, {})
+    edited = run(tmp_path / "pkg", {"REPROLIB_FAMILY_PATH": str(family)})
+    assert "toyfam" in edited["families"] and "toyfam" not in present["families"]
+    assert len(present["names"]) >= 20 and edited["names"] == present["names"]
+    assert edited["code"] != present["code"]  # provenance does see the change
+
+
+def test_code_version_ignores_docstrings_but_not_code():
+    from reprolib.engine.provenance import _strip_docstrings
+
+    src_a = 'def f(x):\n    """Doc one."""\n    return x + 1\n'
+    src_b = 'def f(x):\n    """Another doc."""\n    # a comment\n    return x + 1\n'
+    src_c = 'def f(x):\n    """Doc one."""\n    return x + 2\n'
+    dump = lambda s: ast.dump(_strip_docstrings(ast.parse(s)))  # noqa: E731
+    assert dump(src_a) == dump(src_b)
+    assert dump(src_a) != dump(src_c)
 
 
 def test_a_second_process_waits_for_the_run_being_trained_and_loads_it(tmp_path, monkeypatch):

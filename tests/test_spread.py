@@ -96,13 +96,13 @@ def test_seed_runs_rejects_trial_means_and_rows_the_profile_does_not_run():
 
 
 def _first_trial_row() -> str:
-    from reprolib.experiments.targets import get_target
+    from reprolib.workbook.targets import get_target
 
     return next(r.label for r in get_target("cmft", "table8").rows if r.trials or r.miniature_trials)
 
 
 def test_spread_rows_name_existing_single_run_rows_that_run_in_ci():
-    from reprolib.experiments.targets import get_target
+    from reprolib.workbook.targets import get_target
 
     for paper, item, label in S.SPREAD_ROWS:
         target = get_target(paper, item)

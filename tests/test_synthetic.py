@@ -1,7 +1,7 @@
 """SynthVCM (the miniature world): determinism, exact on-disk formats, modality appearance.
 
-Index files are parsed here with plain Python following ``reference/data_protocol.md``
-(sections 1.2 and 2.2-2.3), independently of the real loaders.
+Index files are parsed here with plain Python following ``docs/decisions/data.md#hitsz-vcm-index-files``
+and ``docs/decisions/data.md#buptcampus-split-files``, independently of the real loaders.
 """
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ from reprolib.data.synthetic.writers import WRITERS
 from reprolib.data.synthetic.writers_image import SYSU_CAMERA_OF, RegDBWriter, SYSUWriter
 from reprolib.data.sysu import GALLERY_CAMERAS, SYSUMM01, sample_single_shot
 from reprolib.data.types import Modality
-from reprolib.eval import EvalResult, evaluate
-from reprolib.eval.sysu_rule import evaluate_sysu, sysu_removal_mask
-from reprolib.eval.trials import REGDB_TRIALS, SYSU_TRIALS, TrialSummary, run_trials, summarize_trials
+from reprolib.metrics import EvalResult, evaluate
+from reprolib.metrics.sysu_rule import evaluate_sysu, sysu_removal_mask
+from reprolib.metrics.trials import REGDB_TRIALS, SYSU_TRIALS, TrialSummary, run_trials, summarize_trials
 
 #: A few identities, one 12-frame tracklet per camera, 32x16 frames: ~0.7 s per layout.
 TINY = WorldSpec(name="tiny-image", num_train_ids=4, num_test_ids=3, num_aux_ids=1, num_cameras=4,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from reprolib.config import ConfigError, load_config
-from reprolib.experiments import targets as T
+from reprolib.workbook import targets as T
 from reprolib.paper import load_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +35,14 @@ def test_every_spec_loads_and_names_existing_configs_and_paper_rows():
 
 
 def test_every_target_has_a_generated_notebook_that_is_up_to_date():
-    proc = subprocess.run([sys.executable, str(ROOT / "tools/make_notebooks.py"), "--check"],
+    proc = subprocess.run([sys.executable, "-m", "reprolib", "notebook", "generate", "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_a_figure_given_only_as_a_plot_gets_a_note_instead_of_an_empty_paper_table():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import make_notebooks as M
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    from reprolib.workbook import generate as M
+
     sweep = [c.source for c in M.cells(T.get_target("vld", "fig6"))]
     assert not any("paper_table(" in s for s in sweep)           # every value of Fig. 6 is NaN
     assert any("only: none of the values" in s and "dotted line" in s for s in sweep)
@@ -263,12 +260,12 @@ class _Toy(nn.Module):
         return self.bn(self.enc(x))
 
 
-def test_test_path_parameters_count_what_extract_runs():
-    from reprolib.profiler import test_path_parameters
+def test_path_parameters_count_what_extract_runs():
+    from reprolib.experiments.costs import path_parameters
 
     toy = _Toy()
     expected = 4 * 8 + 8 + 8 * 8 + 8 + 2 * 8 + 3  # enc, bn, the model's own parameter; no classifier
-    assert test_path_parameters(toy, (torch.randn(2, 4),)) == expected
+    assert path_parameters(toy, (torch.randn(2, 4),)) == expected
 
 
 def test_paper_vs_ours_panels_draws_one_row_per_metric():
@@ -333,10 +330,10 @@ def test_every_committed_render_matches_its_notebook_source():
 
 def test_every_run_a_committed_table_names_is_the_current_run_of_its_row():
     """The committed run store is current: every row of a committed embedded table names the run that
-    its config, overrides and the present code key (and every trial's run is finished in the store).
-    A code change that re-keys runs fails here until they are retrained (``make reproduce-<paper>-<item>``)
-    or re-keyed (``tools/rekey_runs.py``), so ``make reproduce`` on a fresh clone renders from the
-    store instead of retraining for hours."""
+    its config and overrides key today (and every trial's run is finished in the store). A change that
+    re-keys runs (a results-version bump, a config-schema change) fails here until they are retrained
+    (``make reproduce-<paper>-<item>``) or migrated (``tools/migrate_run_keys.py``), so ``make
+    reproduce`` on a fresh clone renders from the store instead of retraining for hours."""
     import json
 
     from reprolib.experiments.runstore import run_name

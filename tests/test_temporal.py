@@ -1,4 +1,4 @@
-"""Tests of VLD Table IV's temporal heads (reprolib.models.temporal) and their wiring into the vld family:
+"""Tests of VLD Table IV's temporal heads (reprolib.models.vld.temporal) and their wiring into the vld family:
 shapes, the paper's parameter counts, MACs, depthwise Conv1D, frame-order (in)sensitivity, configs."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 
 from reprolib.config import BackboneConfig, ModelConfig, OptimConfig, load_config
 from reprolib.models import create_clip_model
-from reprolib.models.temporal import (
-    TEMPORAL_HEADS, Conv1DHead, TAPHead, TransfClsHead, TransfHead, build_temporal_head, temporal_head_flops,
+from reprolib.models.vld.options import TEMPORAL_HEADS
+from reprolib.models.vld.temporal import (
+    Conv1DHead, TAPHead, TransfClsHead, TransfHead, build_temporal_head, temporal_head_flops,
     temporal_head_params,
 )
 from reprolib.models.vld import VLD, VLDExtra
@@ -53,7 +54,7 @@ def test_factory_and_input_errors():
 
 
 def test_paper_parameter_counts_at_512():
-    # VLD Table IV deltas over TAP (reference/vld.md 6): +0.04 M, +18.91 M, +18.96 M
+    # VLD Table IV deltas over TAP (docs/decisions/vld.md#v22-table-iv-temporal-heads): +0.04 M, +18.91 M, +18.96 M
     assert temporal_head_params("tap") == 0
     assert temporal_head_params("conv1d") == 40_960  # 77*512 (allocated, unused) + 3*512
     assert temporal_head_params("transf") == 6 * 3_152_384 == 18_914_304  # blocks only

@@ -15,11 +15,11 @@ from reprolib.models.clip_backbone import create_clip_visual
 from reprolib.models.weights import (
     TINYCLIP_ARCH, TINYCLIP_WEIGHTS, WeightsChecksumError, create_clip_model, resolve_weights, sha256_file,
 )
-from reprolib.tinyclip.data import IMAGE_SIZE, render_pool, tinyclip_cameras, tinyclip_identities
-from reprolib.tinyclip.evaluate import (
+from reprolib.pretrain.tinyclip.data import IMAGE_SIZE, render_pool, tinyclip_cameras, tinyclip_identities
+from reprolib.pretrain.tinyclip.evaluate import (
     ATTRIBUTE_TASKS, evaluate_tinyclip, retrieval_chance, text_to_image_retrieval,
 )
-from reprolib.tinyclip.train import clip_loss
+from reprolib.pretrain.tinyclip.train import clip_loss
 
 RECORD = TINYCLIP_WEIGHTS.with_suffix(".json")
 #: Mean zero-shot balanced accuracy (visible) over the five attributes on the small held-out set
@@ -96,7 +96,7 @@ def test_tokenizer_works_offline(tokenizer, monkeypatch):
                   "A X X X X person observed in both day and night conditions."])
     assert tokens.shape == (3, 32) and tokens.dtype == torch.long
     lengths = (tokens != 0).sum(1).tolist()
-    assert lengths[2] == 16  # VLD's template 4 (reference/vld.md §2.1): 16 tokens incl. SOT/EOT
+    assert lengths[2] == 16  # VLD's template 4 (docs/decisions/vld.md#prompt-template-and-tokens): 16 tokens incl. SOT/EOT
     assert lengths[1] <= 16
     x = tok.encode("x")
     assert len(x) == 1 and tokens[2, 2:6].tolist() == x * 4  # each X is one token
@@ -155,7 +155,7 @@ def test_random_greyscale_shows_some_images_as_their_luminance():
     import numpy as np
     import torch
 
-    from reprolib.tinyclip.data import ImagePool, contrastive_batches
+    from reprolib.pretrain.tinyclip.data import ImagePool, contrastive_batches
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8, 4, 2, 3), dtype=np.uint8)  # 8 identities x 1 frame, colourful

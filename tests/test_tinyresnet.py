@@ -12,9 +12,9 @@ from reprolib.config import load_config
 from reprolib.models.cmft import resnet
 from reprolib.models.cmft.resnet import TINYRESNET_WEIGHTS, build_tsm_resnet, resolve_resnet_weights
 from reprolib.models.weights import WeightsChecksumError, WeightsNotFoundError, sha256_file
-from reprolib.tinyclip.evaluate import held_out_pools
-from reprolib.tinyresnet.evaluate import evaluate_tinyresnet, nearest_neighbour_r1
-from reprolib.tinyresnet.train import TrainConfig, train_tinyresnet
+from reprolib.pretrain.tinyclip.evaluate import held_out_pools
+from reprolib.pretrain.tinyresnet.evaluate import evaluate_tinyresnet, nearest_neighbour_r1
+from reprolib.pretrain.tinyresnet.train import TrainConfig, train_tinyresnet
 
 RECORD = TINYRESNET_WEIGHTS.with_suffix(".json")
 ARCH = "resnet50-w16"

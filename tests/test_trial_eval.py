@@ -21,8 +21,8 @@ from reprolib.data.sysu import SYSUMM01
 from reprolib.data.video import build_test_loader
 from reprolib.engine import Trainer
 from reprolib.engine.evaluator import aggregate_trial_runs, evaluate_model, extract_features, summarize_trial_metrics
-from reprolib.eval import compute_distance, evaluate
-from reprolib.eval.trials import REGDB_TRIALS, SYSU_TRIALS
+from reprolib.metrics import compute_distance, evaluate
+from reprolib.metrics.trials import REGDB_TRIALS, SYSU_TRIALS
 from reprolib.experiments.runstore import ensure_world
 
 METRICS = ("R1", "R5", "R10", "R20", "mAP", "mINP")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from reprolib.config import DataConfig
 from reprolib.data import decode
-from reprolib.data.sampling import dense_clips, rrs_test
+from reprolib.data.frames import dense_clips, rrs_test
 from reprolib.data.transforms import NORMALIZATION, build_test_transform, build_train_transforms
 from reprolib.data.types import EvalSet, Modality, Tracklet, VideoReIDDataset
 from reprolib.data.video import (ClipDataset, PairedClipDataset, build_test_loader,

@@ -13,9 +13,9 @@ from torch import nn
 
 from reprolib.config import DataConfig, EvalConfig, ExperimentConfig
 from reprolib.data.types import EvalSet, Modality, Tracklet, VideoReIDDataset
+from reprolib.experiments.analysis import distance_distributions
 from reprolib.viz.cam import cam_maps, cross_modal_cams, plot_cam_strips, vit_reshape_transform
-from reprolib.viz.distances import (distance_distributions, paper_deltas, plot_distance_distributions,
-                                    split_distances)
+from reprolib.viz.distances import paper_deltas, plot_distance_distributions, split_distances
 from reprolib.viz.retrieval import HIT, MISS, plot_retrieval_grid, visible_ranking
 
 matplotlib.use("Agg")

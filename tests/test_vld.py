@@ -15,7 +15,7 @@ from reprolib.config import BackboneConfig, LossConfig, ModelConfig, OptimConfig
 from reprolib.models import create_clip_model
 from reprolib.models.baseline import CLIPBaseline
 from reprolib.models.prompts import FrozenTextEncoder, PromptLearner, resolve_template, tokenize_template
-from reprolib.models.stp import SpatialTemporalAggregation, SpatialTemporalHub, SpatialTemporalPrompting
+from reprolib.models.vld.stp import SpatialTemporalAggregation, SpatialTemporalHub, SpatialTemporalPrompting
 from reprolib.models.vld import VLD, VLDExtra
 
 T = 3  # clip length of the model tests
@@ -81,7 +81,7 @@ def test_truncated_text_encoder_equals_full_context_vit_b16():
 
 @pytest.mark.parametrize("index, ctx_start, eot", [(1, 1, 7), (2, 2, 8), (3, 2, 14), (4, 2, 15)])
 def test_prompt_splicing_places_ctx_at_the_x_tokens(tinyclip, index, ctx_start, eot):
-    # token counts of the four Table VII templates (reference/vld.md 2.1): 8, 9, 15, 16
+    # token counts of the four Table VII templates (docs/decisions/vld.md#prompt-template-and-tokens): 8, 9, 15, 16
     emb = tinyclip.token_embedding
     learner = PromptLearner(emb, 3, tinyclip.context_length, template=index, n_ctx=4)
     assert (learner.ctx_start, learner.eot_position) == (ctx_start, eot)
@@ -187,7 +187,7 @@ def test_f_hub_depends_on_the_hub(tinyclip):
 
 
 def test_stp_parameter_count_matches_the_paper():
-    # reference/vld.md 7.2: H 6*6*768 + MHA_sta 2,362,368 = 2,390,016 (+2.39M); T = 10: +2.44M
+    # docs/decisions/vld.md#stp-parameters: H 6*6*768 + MHA_sta 2,362,368 = 2,390,016 (+2.39M); T = 10: +2.44M
     stp = SpatialTemporalPrompting(6, 768, 12, start_layer=9, num_blocks=12)
     assert sum(p.numel() for p in stp.parameters()) == 2_390_016
     assert sum(p.numel() for p in SpatialTemporalPrompting(10, 768, 12, 9, 12).parameters()) == 2_439_168

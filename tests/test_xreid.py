@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,8 +19,8 @@ from PIL import Image
 
 from reprolib.config import BackboneConfig, DataConfig, LossConfig, ModelConfig, OptimConfig, load_config
 from reprolib.data.types import Modality, Tracklet
-from reprolib.losses.cmcl import cmcl_loss
 from reprolib.models import create_clip_model
+from reprolib.models.xreid.cmcl import cmcl_loss
 from reprolib.models.xreid import (CrossAttentionBlock, CrossModalityPrototypes, LongTermInteraction,
                                    PrototypeMemory, ReadoutAttentionBlock, ShortTermInteraction, XReID, XReIDExtra,
                                    channel_shift, cpcl_loss, cross_attention_block_params, fuse_branches,
@@ -183,7 +184,7 @@ def test_cmcl_is_zero_exactly_when_features_agree():
 
 
 def test_literal_residual_cii_has_an_input_independent_zero_and_the_default_does_not():
-    """The notes' literal CII block (residual, O_bar among the keys) reaches CMCL = 0 for every input
+    """The literal CII block (residual, O_bar among the keys) reaches CMCL = 0 for every input
     once its two output layers are zero; the default readout then still measures ||O_bar - c||^2."""
     torch.manual_seed(0)
     o_bar, patches = torch.randn(3, 8, requires_grad=True), torch.randn(3, 5, 8)
@@ -314,13 +315,15 @@ def test_on_epoch_start_fills_memories_in_eval_mode_without_sie(tinyclip, tmp_pa
                       pid=pid, camid=k, modality=Modality(m))
              for pid in range(NUM_CLASSES) for m in (RGB, IR) for k in range(2)]
     data_cfg = DataConfig(height=SIZE[0], width=SIZE[1], seq_len=T, test_batch_size=7)
+    from reprolib.data.video import build_test_loader
+
     trainer = SimpleNamespace(dataset=SimpleNamespace(train=train), cfg=SimpleNamespace(data=data_cfg),
-                              device=torch.device("cpu"), amp=SimpleNamespace(dtype=None))
+                              device=torch.device("cpu"), amp=SimpleNamespace(dtype=None),
+                              tracklet_loader=lambda tracks, sampling: build_test_loader(
+                                  list(tracks), replace(data_cfg, test_sampling=sampling)))
     model.train()
     model.on_epoch_start(0, trainer)
     assert model.training and bool(model.cpc.initialized)
-    from reprolib.data.video import build_test_loader
-
     model.eval()
     with torch.no_grad():
         for name, code in (("rgb", RGB), ("ir", IR)):

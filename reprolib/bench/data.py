@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from reprolib.data.decode import default_backend
-from reprolib.data.samplers import IterationSampler, VCMIdentitySampler
+from reprolib.data.batches import IterationSampler, VCMIdentitySampler
 from reprolib.data.transforms import NORMALIZATION, build_train_transforms
 from reprolib.data.types import Modality, Tracklet
 from reprolib.data.video import PairedClipDataset, make_train_dataloader

@@ -5,7 +5,7 @@ The "official-style" evaluator below reproduces *how* the official HITSZ-VCM cod
 the metric (MITML ``eval_metrics.evaluate``, shared by X-ReID and VLD; mINP as in MITML's
 ``eval_sysu``): a full per-row ``np.argsort`` of the matrix, a match matrix, then a Python
 loop over queries with a Python-level list comprehension for the precisions. It is written
-here from the protocol description (``data_protocol.md`` 5.3), for timing and as a second
+here from the protocol description (``docs/decisions/data.md#metric-algorithm``), for timing and as a second
 independent check; it keeps numpy's default (unstable) argsort and MITML's truncation of
 ``max_rank`` to the gallery size.
 
@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 import numpy as np
 import torch
 
-from reprolib.eval import compute_distance, evaluate
+from reprolib.metrics import compute_distance, evaluate
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

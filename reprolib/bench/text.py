@@ -1,7 +1,7 @@
 """Benchmark: VLD's text branch with the exact EOT truncation vs the full text context.
 
 VLD runs the frozen CLIP text encoder on the prompts of **all** training identities every
-iteration, forward and input-gradient backward (reference/vld.md 2.2). The encoder is causal
+iteration, forward and input-gradient backward (docs/decisions/vld.md#v19-text-encoder-cost). The encoder is causal
 and the feature is read at EOT, so only the first EOT+1 tokens matter (16 of 77 for template 4);
 :class:`~reprolib.models.prompts.FrozenTextEncoder` with ``truncate=True`` runs just those.
 This times both on a **randomly initialised** text tower of the given architecture (weights do

@@ -1,8 +1,8 @@
 """Data: real-format dataset classes, frame sampling, identity samplers, transforms, clip datasets.
 
 The dataset classes read the exact on-disk formats of HITSZ-VCM and BUPTCampus
-(``../shared/reference/data_protocol.md``) and of the image benchmarks SYSU-MM01 and RegDB
-(``../shared/reference/cmft.md`` section 7); the miniature world (:mod:`reprolib.data.synthetic`)
+(``docs/decisions/data.md#hitsz-vcm``) and of the image benchmarks SYSU-MM01 and RegDB
+(``docs/decisions/data.md#image-benchmarks``); the miniature world (:mod:`reprolib.data.synthetic`)
 is written in those formats, so the same classes read it with no special case.
 """
 from reprolib.data.bupt import BUPTCampus

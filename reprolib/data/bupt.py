@@ -1,7 +1,7 @@
 """BUPTCampus: video visible-infrared person re-identification with pixel-aligned pairs.
 
 The on-disk format and every quirk implemented here are specified in
-``reference/data_protocol.md`` sections 2, 4.2, 5.2 and 7.2 (read from the official code).
+``docs/decisions/data.md#buptcampus`` (read from the official code).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .check import eval_set_counts, filtered_split_counts
+from .counts import eval_set_counts, filtered_split_counts
 from .errors import DirectoryListing, ProblemLog
 from .types import EvalSet, Modality, Tracklet, VideoReIDDataset
 
@@ -169,7 +169,7 @@ class BUPTCampus(VideoReIDDataset):
     tracklets (536 IR + 540 RGB), gallery 4,844 (2,422 IR + 2,422 RGB). The official test
     sampler evaluates 512 RGB queries and 2,368 RGB gallery tracklets.
 
-    Protocol (``reference/data_protocol.md`` 2, 5.2, 7.2):
+    Protocol (``docs/decisions/data.md#buptcampus``):
 
     * ``root`` is the folder holding ``DATA/``, ``data_paths.json`` and the four split
       files; the ``DATA/`` folder itself is accepted too (the official ``--data_root``).

@@ -6,6 +6,12 @@ Command line (wired as ``python -m reprolib data check``; also ``python -m repro
     python -m reprolib data check bupt /data/BUPTCampus --bupt-eval-mode official
     python -m reprolib data check sysu-mm01 /data/SYSU-MM01 --sysu-mode indoor --sysu-trial 0
     python -m reprolib data check regdb /data/RegDB --regdb-trial 1
+    python -m reprolib data check hitsz-vcm /data/HITSZ-VCM --no-decode   # index only, seconds
+
+By default every frame the dataset references is decoded (in threads, with a progress bar on a
+terminal) exactly as training decodes it, and every corrupt file is listed; ``--no-decode`` only
+checks the index files and that every frame exists. A training identity that also appears in a
+test split is a warning (``warnings``), as are index rows no tracklet references (HITSZ-VCM).
 
 It prints the dataset's :attr:`~reprolib.data.types.VideoReIDDataset.stats` as JSON and exits
 0, or prints the :class:`~reprolib.data.errors.DatasetFormatError` (every problem found) on
@@ -18,6 +24,8 @@ The summary has the same keys for every dataset::
     eval_sets: {ir2rgb|rgb2ir: {rule, query: {before_filter: C, after_filter: C},
                                       gallery: {before_filter: C, after_filter: C}}}
     warnings:  [str, ...]
+    decode:    {checked, frames (distinct frames referenced), + when checked: corrupt, seconds,
+                frames_per_s}
     (+ dataset-specific keys, see each dataset class)
 
 where ``C = {identities, tracklets, images}`` and ``C3 = {all: C, ir: C, rgb: C}``.
@@ -28,51 +36,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
+from .counts import count_tracklets, eval_set_counts, filtered_split_counts, split_counts  # noqa: F401 (re-exported)
 from .errors import DatasetFormatError
-from .types import EvalSet, Modality, Tracklet
-
-
-# --------------------------------------------------------------------------------------
-# Summary counts shared by the dataset classes
-# --------------------------------------------------------------------------------------
-
-
-def count_tracklets(tracklets: Iterable[Tracklet]) -> dict[str, int]:
-    """Identities (distinct raw pids), tracklets and images of a list of tracklets."""
-    tracklets = list(tracklets)
-    return {
-        "identities": len({t.raw_pid for t in tracklets}),
-        "tracklets": len(tracklets),
-        "images": sum(len(t) for t in tracklets),
-    }
-
-
-def split_counts(tracklets: Sequence[Tracklet]) -> dict[str, dict[str, int]]:
-    """:func:`count_tracklets` for all tracklets and per modality (keys ``all``, ``ir``, ``rgb``)."""
-    return {
-        "all": count_tracklets(tracklets),
-        "ir": count_tracklets(t for t in tracklets if t.modality == Modality.IR),
-        "rgb": count_tracklets(t for t in tracklets if t.modality == Modality.RGB),
-    }
-
-
-def filtered_split_counts(before: Sequence[Tracklet], after: Sequence[Tracklet]) -> dict[str, Any]:
-    """``{before_filter: split_counts(before), after_filter: split_counts(after)}``."""
-    return {"before_filter": split_counts(before), "after_filter": split_counts(after)}
-
-
-def eval_set_counts(before: EvalSet, after: EvalSet) -> dict[str, Any]:
-    """Query and gallery counts of one direction, before and after the dataset's filter."""
-    return {
-        "rule": after.rule,
-        "query": {"before_filter": count_tracklets(before.query),
-                  "after_filter": count_tracklets(after.query)},
-        "gallery": {"before_filter": count_tracklets(before.gallery),
-                    "after_filter": count_tracklets(after.gallery)},
-    }
 
 
 # --------------------------------------------------------------------------------------
@@ -80,12 +48,82 @@ def eval_set_counts(before: EvalSet, after: EvalSet) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def run_check(dataset: str, root: str, **opts: Any) -> dict:
+def decode_all(paths: Sequence[str], workers: Optional[int] = None, progress: Optional[bool] = None,
+               chunk: int = 256) -> list[tuple[str, str]]:
+    """Decode every frame exactly as training does (:func:`reprolib.data.decode.decode_frame`).
+
+    Frames are decoded in threads (libjpeg-turbo and PIL release the GIL while decoding), in
+    chunks so that a tree of half a million frames does not queue half a million futures.
+
+    Args:
+        paths: image files.
+        workers: decoding threads (default: the CPU count).
+        progress: show a tqdm progress bar on stderr (default: only on a terminal).
+        chunk: frames per task.
+
+    Returns:
+        ``(path, reason)`` of every file that cannot be decoded (missing, truncated, not an
+        image), in the order of ``paths``.
+    """
+    import concurrent.futures as cf
+    import os
+
+    from tqdm.auto import tqdm
+
+    from .decode import decode_frame
+
+    def run(block: Sequence[str]) -> list[tuple[str, str]]:
+        bad = []
+        for path in block:
+            try:
+                frame = decode_frame(path)
+                if frame.size == 0:
+                    bad.append((path, "decodes to an empty image"))
+            except Exception as e:  # noqa: BLE001 - every failure is a corrupt file to list
+                reason = str(e).split(": ", 1)[-1] if str(e).startswith("cannot decode") else str(e)
+                bad.append((path, reason.strip().splitlines()[0] if reason.strip() else type(e).__name__))
+        return bad
+
+    blocks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    workers = max(1, workers or os.cpu_count() or 1)
+    corrupt: list[tuple[str, str]] = []
+    with tqdm(total=len(paths), unit="frame", desc="decoding", disable=None if progress is None else not progress,
+              file=sys.stderr) as bar, cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        for block, bad in zip(blocks, pool.map(run, blocks)):
+            corrupt.extend(bad)
+            bar.update(len(block))
+    return corrupt
+
+
+def _referenced_frames(ds: Any) -> list[str]:
+    """Every distinct frame path of a dataset's training tracklets and evaluation sets, in order."""
+    seen: dict[str, None] = {}
+    for t in ds.train:
+        seen.update(dict.fromkeys(t.paths))
+    for es in ds.eval_sets.values():
+        for t in list(es.query) + list(es.gallery):
+            seen.update(dict.fromkeys(t.paths))
+    return list(seen)
+
+
+def identity_overlap(ds: Any) -> list:
+    """Raw identities that appear both in training and in a test set (should be none)."""
+    train = {t.raw_pid for t in ds.train}
+    test = {t.raw_pid for es in ds.eval_sets.values() for t in list(es.query) + list(es.gallery)}
+    return sorted(train & test, key=str)
+
+
+def run_check(dataset: str, root: str, decode: bool = False, workers: Optional[int] = None,
+              progress: Optional[bool] = None, **opts: Any) -> dict:
     """Parse and validate a dataset root and return its JSON-serialisable summary.
 
     Args:
         dataset: registry name, ``"hitsz-vcm"``, ``"bupt"``, ``"sysu-mm01"`` or ``"regdb"``.
         root: dataset root directory.
+        decode: decode every referenced frame (:func:`decode_all`) and list each corrupt one;
+            without it only the index files and the frames' presence are checked.
+        workers: decoding threads (default: the CPU count).
+        progress: decoding progress bar (default: only on a terminal).
         **opts: keyword arguments of the dataset class (``layout``, ``min_seq_len`` for
             HITSZ-VCM; ``eval_mode``, ``eval_batch``, ``label_order`` for BUPTCampus; ``mode``,
             ``trial`` for SYSU-MM01; ``trial`` for RegDB).
@@ -94,7 +132,8 @@ def run_check(dataset: str, root: str, **opts: Any) -> dict:
         The dataset's ``stats`` dictionary (keys described in this module's docstring).
 
     Raises:
-        DatasetFormatError: the root is missing files or holds malformed ones.
+        DatasetFormatError: the root is missing files or holds malformed ones, or (``decode``)
+            frames that cannot be decoded; every one is listed.
         ValueError: unknown dataset name or an option the dataset does not take.
     """
     # Imported here: the dataset modules import the counting helpers above.
@@ -106,7 +145,29 @@ def run_check(dataset: str, root: str, **opts: Any) -> dict:
         ds = DATASETS[dataset](root, **opts)
     except TypeError as e:  # an option meant for the other dataset
         raise ValueError(f"invalid option for dataset '{dataset}': {e}") from None
-    return json.loads(json.dumps(ds.stats))
+    stats = json.loads(json.dumps(ds.stats))
+    warnings = stats.setdefault("warnings", [])
+    overlap = identity_overlap(ds)
+    if overlap:
+        message = (f"{len(overlap)} identit{'y appears' if len(overlap) == 1 else 'ies appear'} in both the "
+                   f"training and the test split (e.g. {', '.join(map(str, overlap[:5]))}): test results "
+                   f"would not measure generalisation to unseen people")
+        logging.getLogger(__name__).warning("%s", message)
+        warnings.append(message)
+    frames = _referenced_frames(ds)
+    stats["decode"] = {"checked": bool(decode), "frames": len(frames)}
+    if decode:
+        import time
+
+        t0 = time.perf_counter()
+        corrupt = decode_all(frames, workers=workers, progress=progress)
+        elapsed = time.perf_counter() - t0
+        stats["decode"].update({"corrupt": len(corrupt), "seconds": round(elapsed, 3),
+                                "frames_per_s": round(len(frames) / elapsed, 1) if elapsed > 0 else None})
+        if corrupt:
+            raise DatasetFormatError(ds.stats.get("dataset", dataset), str(root),
+                                     [f"{path}: cannot be decoded ({why})" for path, why in corrupt])
+    return stats
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="SYSU-MM01: seed of the single-shot gallery (default: 0; official trials 0..9)")
     p.add_argument("--regdb-trial", type=int, default=None,
                    help="RegDB: which idx/*_<t>.txt split to check (default: 1; official 1..10)")
+    p.add_argument("--no-decode", action="store_true",
+                   help="quick pass: check the index files and that every frame exists, without decoding")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: the CPU count)")
     return p
 
 
@@ -162,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"{', '.join(misplaced)} do(es) not apply to dataset '{args.dataset}'")
     opts = {kw: value for _, kw, value in given.values()}
     try:
-        summary = run_check(args.dataset, args.root, **opts)
+        summary = run_check(args.dataset, args.root, decode=not args.no_decode, workers=args.workers, **opts)
     except DatasetFormatError as e:
         sys.stderr.write(f"{e}\n")
         return 1

@@ -1,7 +1,7 @@
 """HITSZ-VCM: the video visible-infrared person re-identification benchmark.
 
 The on-disk format and every quirk implemented here are specified in
-``reference/data_protocol.md`` sections 1, 5.1 and 7.1 (read from the official MITML code).
+``docs/decisions/data.md#hitsz-vcm`` (read from the official MITML code).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-from .check import eval_set_counts, filtered_split_counts
+from .counts import eval_set_counts, filtered_split_counts
 from .errors import DirectoryListing, ProblemLog
 from .types import EvalSet, Modality, Tracklet, VideoReIDDataset
 
@@ -211,7 +211,7 @@ class HITSZVCM(VideoReIDDataset):
     filter: train 9,751 tracklets (IR 4,291 / RGB 5,460); IR->RGB query 4,584 and gallery
     5,099 tracklets.
 
-    Protocol (``reference/data_protocol.md`` 1.2-1.5, 5.1, 7.1):
+    Protocol (``docs/decisions/data.md#hitsz-vcm``):
 
     * Both layouts are read: B (``Train/``, ``Test/``, ``info/``, as the archives unpack)
       and A (all person folders merged in ``root`` plus ``info/``, as MITML's code expects).
@@ -391,6 +391,14 @@ class HITSZVCM(VideoReIDDataset):
         if mismatched:
             self._warn(f"{len(mismatched)} track row(s) disagree with their image names on "
                        f"pid or modality (the row's values are used), e.g. {mismatched[0]}")
+        covered = bytearray(len(names))
+        for row in rows:
+            if row is not None and row.end <= len(names):
+                covered[row.start - 1:row.end] = b"\x01" * (row.end - row.start + 1)
+        unreferenced = [i + 1 for i, c in enumerate(covered) if not c]
+        if unreferenced and len(covered):
+            self._warn(f"{names_rel}: {len(unreferenced)} line(s) are in no track row's range (unreferenced "
+                       f"index rows, never read), e.g. line {unreferenced[0]}")
 
     def _check_query_split(self, test_rows: list[Optional[TrackRow]], query_idx: list[int],
                            log: ProblemLog) -> None:

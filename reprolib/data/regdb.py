@@ -1,6 +1,6 @@
 """RegDB: the dual-camera visible-thermal person re-identification benchmark (images).
 
-The on-disk format and the official protocol are specified in ``reference/cmft.md`` section 7
+The on-disk format and the official protocol are specified in ``docs/decisions/data.md#image-benchmarks``
 (read from ``mangye16/Cross-Modal-Re-ID-baseline`` ``data_loader.py``, ``data_manager.py``,
 ``test.py`` and ``eval_metrics.py``). Each image is a
 :class:`~reprolib.data.types.Tracklet` with one path, so the video pipeline runs it with T = 1.
@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .check import eval_set_counts, filtered_split_counts
+from .counts import eval_set_counts, filtered_split_counts
 from .errors import DirectoryListing, ProblemLog
 from .types import EvalSet, Modality, Tracklet, VideoReIDDataset
 
@@ -98,13 +98,13 @@ class RegDB(VideoReIDDataset):
     Reference:
         D. T. Nguyen et al. "Person Recognition System Based on a Combination of Body Images
         from Visible Light and Thermal Cameras." Sensors 2017. (CMFT cites it as Park et al.
-        2021; ``reference/cmft.md`` discrepancy 16.)
+        2021; ``docs/decisions/cmft.md#c16-comparison-losses-and-citations``.)
 
     Statistics: 412 identities x (10 visible + 10 thermal) images. Each trial t = 1..10 splits
     them into 206 training identities (2,060 images per modality) and 206 test identities
     (2,060 query and 2,060 gallery images).
 
-    Protocol (``reference/cmft.md`` section 7):
+    Protocol (``docs/decisions/data.md#image-benchmarks``):
 
     * The trial's four files ``idx/{train,test}_{visible,thermal}_{t}.txt`` list
       ``path label`` per image; paths are relative to the root.
@@ -117,7 +117,7 @@ class RegDB(VideoReIDDataset):
       test_visible, gallery = test_thermal) and ``"ir2rgb"`` (thermal to visible, AGW
       ``--tvsearch``: the roles swapped).
     * One model is trained per trial and the ten results are averaged
-      (:func:`reprolib.eval.trials.run_trials` with :data:`~reprolib.eval.trials.REGDB_TRIALS`).
+      (:func:`reprolib.metrics.trials.run_trials` with :data:`~reprolib.metrics.trials.REGDB_TRIALS`).
 
     Extra ``stats`` keys: ``trial``, ``available_trials``.
 

@@ -1,6 +1,6 @@
 """SYSU-MM01: the image visible-infrared person re-identification benchmark.
 
-The on-disk format and the official protocol are specified in ``reference/cmft.md`` section 7
+The on-disk format and the official protocol are specified in ``docs/decisions/data.md#image-benchmarks``
 (read from ``mangye16/Cross-Modal-Re-ID-baseline`` ``pre_process_sysu.py``, ``data_manager.py``,
 ``eval_metrics.py``, ``test.py`` and ``mangye16/DDAG`` ``data_manager.py``). Each image is a
 :class:`~reprolib.data.types.Tracklet` with one path, so the video pipeline runs it with T = 1.
@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
-from .check import count_tracklets, eval_set_counts, filtered_split_counts
+from .counts import count_tracklets, eval_set_counts, filtered_split_counts
 from .errors import ProblemLog
 from .types import EvalSet, Modality, Tracklet, VideoReIDDataset
 
@@ -109,12 +109,12 @@ class SYSUMM01(VideoReIDDataset):
         A. Wu et al. "RGB-Infrared Cross-Modality Person Re-Identification." ICCV 2017.
 
     Statistics (the official split files; CMFT's text says both "419" and "491" identities,
-    ``reference/cmft.md`` discrepancy 20): 491 identities; training = ``train_id`` + ``val_id``
+    ``docs/decisions/cmft.md#c20-dataset-facts``): 491 identities; training = ``train_id`` + ``val_id``
     = 395 identities (about 22,258 visible and 11,909 infrared images); test = 96 identities
     with 3,803 infrared queries (cameras 3 and 6) and a single-shot gallery of 301 visible
     images (all-search, cameras 1, 2, 4, 5) or 112 (indoor-search, cameras 1, 2).
 
-    Protocol (``reference/cmft.md`` section 7):
+    Protocol (``docs/decisions/data.md#image-benchmarks``):
 
     * Every image is one :class:`Tracklet` with a single path; ``camid`` is the raw camera
       number 1..6 (the camera rule compares raw numbers), ``num_cameras = 7`` (row 0 of a
@@ -128,7 +128,7 @@ class SYSUMM01(VideoReIDDataset):
     * Gallery: one random visible image per (test identity, gallery camera), drawn for trial
       ``t`` with ``random.seed(t)`` as DDAG does (AGW leaves the seed commented out, so its
       galleries are not reproducible); :meth:`gallery_indices` gives the draw of any trial.
-    * Evaluation rule ``"sysu"`` (:func:`reprolib.eval.sysu_rule.evaluate_sysu`): for a camera-3
+    * Evaluation rule ``"sysu"`` (:func:`reprolib.metrics.sysu_rule.evaluate_sysu`): for a camera-3
       query, all camera-2 gallery images are removed; the CMC is identity-unique.
     * Only the infrared-to-visible direction exists: ``eval_sets`` holds ``"ir2rgb"``.
 

@@ -1,7 +1,7 @@
 """Clip transforms: resize, pad+crop, flip, erasing and channel augmentations, on whole clips.
 
 A clip is augmented as a batch of ``T`` frames rather than frame by frame through PIL, in two
-stages (``reference/data_protocol.md`` 6 lists each codebase's pipeline):
+stages (``docs/decisions/data.md#augmentation-and-normalisation`` lists each codebase's pipeline):
 
 1. **Geometry on uint8 frames, lazily.** :class:`FrameClip` keeps the decoded ``(H, W, C)`` frames
    and, per frame, a pending integer crop window (which may reach into the zero padding) and a
@@ -44,7 +44,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 #: VLD/CAJ ``ChannelRandomErasing`` fill, written into the normalised tensor.
 VLD_ERASE_FILL = (0.4914, 0.4822, 0.4465)
 
-#: PMT ``RandomErasing`` fill (the ImageNet mean, written into the normalised tensor; CMFT, cmft.md 5.7).
+#: PMT ``RandomErasing`` fill (the ImageNet mean, written into the normalised tensor; CMFT, docs/decisions/cmft.md#augmentation-and-test-transform).
 PMT_ERASE_FILL = (0.485, 0.456, 0.406)
 
 RECIPES = ("none", "mitml", "vld", "xreid", "xreid_released", "bupt", "cmft")
@@ -358,7 +358,7 @@ class ChannelExchange:
 
     With ``gray=2`` the official draw ``randint(0, 2)`` always selects R, G or B, so the clip is
     always replaced by a single-channel image and the greyscale branch is unreachable
-    (``reference/vld.md`` 5.2); this class implements exactly that.
+    (``docs/decisions/vld.md#v17-augmentation``); this class implements exactly that.
 
     Args:
         per: ``"frame"`` (official) or ``"tracklet"``.
@@ -620,7 +620,7 @@ def build_train_transforms(recipe: str, height: int, width: int, normalization: 
                            per: str = "frame", paired: bool = False, padding: int = 10) -> TrainTransforms:
     """Assemble a named augmentation recipe (``DataConfig.augment``).
 
-    Recipes (``reference/data_protocol.md`` 6, ``vld.md`` 5.2, ``xreid.md`` 4.3):
+    Recipes (``docs/decisions/data.md#augmentation-and-normalisation``, ``docs/decisions/vld.md#v17-augmentation``, ``docs/decisions/xreid.md#d14-augmentation``):
 
     * ``"none"``: Resize -> Normalize.
     * ``"mitml"``: Resize -> Pad(10)+RandomCrop -> HFlip(0.5) -> Normalize, both modalities.
@@ -632,7 +632,7 @@ def build_train_transforms(recipe: str, height: int, width: int, normalization: 
       no crop, as in the released code).
     * ``"xreid_released"``: as ``"xreid"`` with the released erasing position bug.
     * ``"bupt"``: Resize -> Pad(10)+RandomCrop -> Normalize, plus the joint pair flip.
-    * ``"cmft"``: PMT's pipeline, which CMFT adopts (``reference/cmft.md`` 5.7): Resize -> HFlip(0.5)
+    * ``"cmft"``: PMT's pipeline, which CMFT adopts (``docs/decisions/cmft.md#augmentation-and-test-transform``): Resize -> HFlip(0.5)
       -> Normalize -> RandomErasing (p 0.5, area 2-40%, aspect 0.3-3.33, ImageNet-mean fill); IR
       clips get, before the erasing, one of ColorJitter(brightness 0.3, contrast 0.3) or
       GaussianBlur(21, sigma 0.1-3), chosen uniformly. No pad/crop. CMFT draws once per tracklet

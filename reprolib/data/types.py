@@ -63,7 +63,7 @@ class EvalSet:
         query: query tracklets.
         gallery: gallery tracklets.
         rule: camera rule of the evaluator (``"vcm"``, ``"bupt"`` or ``"sysu"``; see
-            :func:`reprolib.eval.evaluate`).
+            :func:`reprolib.metrics.evaluate`).
     """
 
     name: str

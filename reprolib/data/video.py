@@ -1,12 +1,12 @@
 """Clip datasets and loaders: tracklet records in, batches of normalised clips out.
 
 * :class:`PairedClipDataset` (training) is indexed by ``(rgb_index, ir_index[, item_seed])``
-  tuples from the identity samplers (:mod:`reprolib.data.samplers`) and returns one RGB clip
+  tuples from the identity samplers (:mod:`reprolib.data.batches`) and returns one RGB clip
   and one IR clip of the same identity.
 * :class:`ClipDataset` (testing) is indexed by tracklet position and returns one clip, or all
   dense clips of the tracklet.
 * :func:`build_train_loader` / :func:`build_test_loader` wire records, frame sampling
-  (:mod:`reprolib.data.sampling`), samplers and augmentation recipes
+  (:mod:`reprolib.data.frames`), samplers and augmentation recipes
   (:mod:`reprolib.data.transforms`) from a :class:`reprolib.config.DataConfig`.
 
 Batches follow ``docs/architecture.md``: training ``rgb (B,T,3,H,W)``, ``ir (B,T,3,H,W)``,
@@ -16,7 +16,7 @@ Batches follow ``docs/architecture.md``: training ``rgb (B,T,3,H,W)``, ``ir (B,T
 Determinism: every random choice of a training item (frame indices, joint flip, every
 augmentation parameter) is drawn from a generator seeded by ``(seed, item_seed)``, where
 ``item_seed`` is the item's global position ``(epoch, iteration, slot)`` attached by
-:class:`~reprolib.data.samplers.IterationSampler`. The same item therefore yields the same clip
+:class:`~reprolib.data.batches.IterationSampler`. The same item therefore yields the same clip
 in any worker process, after a resume, and on any DDP rank; no global RNG is consulted.
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from reprolib.config import DataConfig
 from reprolib.data.decode import load_frames
-from reprolib.data.samplers import BUPTIdentitySampler, IterationSampler, VCMIdentitySampler
-from reprolib.data.sampling import get_test_sampling, get_train_sampling
+from reprolib.data.batches import BUPTIdentitySampler, IterationSampler, VCMIdentitySampler
+from reprolib.data.frames import get_test_sampling, get_train_sampling
 from reprolib.data.transforms import (ClipTransform, FrameClip, Normalize, build_test_transform,
                                       build_train_transforms)
 from reprolib.data.types import Modality, Tracklet, VideoReIDDataset
@@ -106,7 +106,7 @@ class PairedClipDataset(Dataset):
         rgb_tracklets: visible training tracklets (``rgb_index`` is a position here).
         ir_tracklets: infrared training tracklets.
         seq_len: frames per clip ``T``.
-        train_sampling: a :data:`~reprolib.data.sampling.TRAIN_SAMPLING` name or a function
+        train_sampling: a :data:`~reprolib.data.frames.TRAIN_SAMPLING` name or a function
             ``(n_frames, seq_len, rng) -> indices``.
         transform_rgb: :class:`~reprolib.data.transforms.ClipTransform` of visible clips
             (default: ImageNet normalisation only).
@@ -143,7 +143,7 @@ class PairedClipDataset(Dataset):
         """The generator of one item: from its item seed, or from its indices if it has none.
 
         A plain ``(rgb_index, ir_index)`` key (an identity sampler used without
-        :class:`~reprolib.data.samplers.IterationSampler`) seeds from the indices, so a pair that
+        :class:`~reprolib.data.batches.IterationSampler`) seeds from the indices, so a pair that
         recurs gets the same frames and augmentation each time; a warning says so once.
         """
         if len(key) > 2:
@@ -220,7 +220,7 @@ class ClipDataset(Dataset):
     Args:
         tracklets: query or gallery tracklets.
         seq_len: frames per clip ``T``.
-        test_sampling: a :data:`~reprolib.data.sampling.TEST_SAMPLING` name or a function
+        test_sampling: a :data:`~reprolib.data.frames.TEST_SAMPLING` name or a function
             ``(n_frames, seq_len) -> indices | list of clips``.
         transform: deterministic clip transform (default: ImageNet normalisation only).
     """

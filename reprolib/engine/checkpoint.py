@@ -31,7 +31,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from reprolib.utils.io import atomic_torch_save
+from reprolib.utils.io import atomic_torch_save, describe_load_error
 
 __all__ = ["CHECKPOINT_FORMAT", "Progress", "unwrap_model", "save_checkpoint", "load_checkpoint"]
 
@@ -111,12 +111,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Raises:
         FileNotFoundError: when ``path`` does not exist (never a silent random init).
-        ValueError: when the checkpoint format is newer than this code.
+        ValueError: when the file is truncated, not a torch file or holds pickled Python objects
+            (one line naming it and the fix), or its format is newer than this code.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torn, truncated or foreign files: one line naming the file
+        raise ValueError(f"{path}: unreadable checkpoint: {describe_load_error(e)}. Rerun with --force "
+                         f"(get_run(..., force=True)) to train the run "
+                         f"again from scratch") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     if "format" not in ckpt:

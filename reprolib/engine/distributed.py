@@ -5,7 +5,7 @@
 joins the group (``nccl`` on CUDA, ``gloo`` on CPU). Without those variables everything runs
 as a single process and every helper below degrades to a no-op.
 
-Semantics (reference/anchors.md C7): each rank draws its own identity batches (the samplers
+Semantics (docs/decisions/tooling.md#distributed-training): each rank draws its own identity batches (the samplers
 take ``rank``/``world_size``), so the global batch is ``world_size`` times the per-process
 batch, BatchNorm statistics and triplet mining stay per process, and gradients are averaged
 across ranks by DDP. Only rank 0 writes files and evaluates. Single-process training is the
@@ -123,7 +123,7 @@ def wrap_ddp(module: nn.Module, info: DistInfo, device: torch.device,
     """Wrap ``module`` in DDP when distributed, else return it unchanged.
 
     ``find_unused_parameters=True`` is the safe default: VLD keeps trainable parameters that
-    never receive a gradient (``logit_scale``, ``ln_post2``; reference/vld.md 5.4), and some
+    never receive a gradient (``logit_scale``, ``ln_post2``; docs/decisions/vld.md#v4-learning-rate-groups), and some
     variants switch branches off, which would otherwise make DDP's reducer wait forever.
     """
     if not info.distributed:

@@ -3,11 +3,11 @@
 For each direction in ``cfg.eval.directions`` the dataset's ``eval_sets[direction]`` gives a
 query and a gallery set and the camera rule. Features are extracted once per distinct set:
 on HITSZ-VCM, ``rgb2ir`` uses the same two sets as ``ir2rgb`` with the roles swapped, so its
-distance matrix is the transpose of ``ir2rgb``'s (as VLD and X-ReID compute it; reference/
-vld.md 5.9, xreid.md 4.5). Distances come from ``reprolib.eval.compute_distance`` with
-``cfg.eval.distance`` and the metrics from ``reprolib.eval.evaluate``.
+distance matrix is the transpose of ``ir2rgb``'s (as VLD and X-ReID compute it;
+docs/decisions/vld.md#v13-test-feature, docs/decisions/xreid.md#evaluation-and-test-outputs). Distances come from ``reprolib.metrics.compute_distance`` with
+``cfg.eval.distance`` and the metrics from ``reprolib.metrics.evaluate``.
 
-Trial protocols (CMFT Tables 7 and 8; ``reference/cmft.md`` section 7):
+Trial protocols (CMFT Tables 7 and 8; ``docs/decisions/data.md#image-benchmarks``):
 
 * **SYSU-MM01** (:func:`evaluate_sysu_trials`, chosen by :func:`evaluate_model` for a
   :class:`~reprolib.data.sysu.SYSUMM01` test set): the query and the visible gallery pool are
@@ -124,7 +124,7 @@ def direction_distances(model: nn.Module, dataset: Any, cfg: Any, directions: Op
     Raises:
         KeyError: when a direction is not among the dataset's eval sets.
     """
-    from reprolib.eval import compute_distance
+    from reprolib.metrics import compute_distance
 
     if device is None:
         device = next(model.parameters()).device
@@ -196,7 +196,7 @@ def evaluate_model(model: nn.Module, dataset: Any, cfg: Any, device: Optional[to
         KeyError: when a direction is not among the dataset's eval sets.
     """
     from reprolib.data.sysu import SYSUMM01
-    from reprolib.eval import evaluate
+    from reprolib.metrics import evaluate
 
     if isinstance(dataset, SYSUMM01):
         return evaluate_sysu_trials(model, dataset, cfg, device=device, amp_dtype=amp_dtype)
@@ -228,7 +228,7 @@ def summarize_trial_metrics(results: Mapping[int, Mapping[str, Any]], ddof: int 
         ValueError: no trial given.
         KeyError: a trial lacks a metric of the first one.
     """
-    from reprolib.eval.trials import summarize_trials
+    from reprolib.metrics.trials import summarize_trials
 
     if not results:
         raise ValueError("summarize_trial_metrics: no trial results given")
@@ -264,7 +264,7 @@ def evaluate_sysu_trials(model: nn.Module, dataset: Any, cfg: Any, trials: Seque
             gives the top-level metrics.
         cfg: the ``ExperimentConfig`` (``eval.directions`` (``ir2rgb``, the only SYSU-MM01
             direction), ``eval.distance``, ``eval.max_rank``, ``eval.flip_test``, ``data``).
-        trials: gallery seeds (default :data:`reprolib.eval.trials.SYSU_TRIALS`, 0..9).
+        trials: gallery seeds (default :data:`reprolib.metrics.trials.SYSU_TRIALS`, 0..9).
         modes: search modes to evaluate (default both, ``"all"`` and ``"indoor"``); must
             include ``dataset.mode``.
         device: the model's device (default: the device of its first parameter).
@@ -280,8 +280,8 @@ def evaluate_sysu_trials(model: nn.Module, dataset: Any, cfg: Any, trials: Seque
         ValueError: ``modes`` lacks ``dataset.mode`` or names an unknown mode.
     """
     from reprolib.data.sysu import SEARCH_MODES
-    from reprolib.eval import compute_distance, evaluate
-    from reprolib.eval.trials import SYSU_TRIALS
+    from reprolib.metrics import compute_distance, evaluate
+    from reprolib.metrics.trials import SYSU_TRIALS
 
     trials = tuple(trials) or SYSU_TRIALS
     modes = tuple(modes) or SEARCH_MODES
@@ -331,7 +331,7 @@ def aggregate_trial_runs(metrics_list: Sequence[Mapping[str, Mapping[str, Any]]]
     Args:
         metrics_list: one ``{direction: metrics}`` per run (a run's ``metrics["eval"]``); every
             run must have the directions of the first.
-        trials: the trial id of each run (default :data:`reprolib.eval.trials.REGDB_TRIALS`
+        trials: the trial id of each run (default :data:`reprolib.metrics.trials.REGDB_TRIALS`
             when there are ten runs, else ``0..n-1``).
         ddof: delta degrees of freedom of the standard deviation (0: population).
 
@@ -343,7 +343,7 @@ def aggregate_trial_runs(metrics_list: Sequence[Mapping[str, Mapping[str, Any]]]
         ValueError: no run, or ``trials`` and ``metrics_list`` differ in length.
         KeyError: a run lacks a direction or a metric of the first run.
     """
-    from reprolib.eval.trials import REGDB_TRIALS
+    from reprolib.metrics.trials import REGDB_TRIALS
 
     if not metrics_list:
         raise ValueError("aggregate_trial_runs: no run metrics given")

@@ -5,9 +5,9 @@ VLD's 25x bias/classifier/prompt groups, X-ReID's 2x/10x/100x groups); this modu
 instantiates the optimiser named by ``optim.name``:
 
 * ``adam``: ``torch.optim.Adam`` with L2 weight decay added to the gradient (X-ReID,
-  reference/xreid.md 4.4);
+  docs/decisions/xreid.md#optimiser-and-learning-rate-groups);
 * ``adamw``: ``torch.optim.AdamW``, decoupled weight decay (VLD's code; its paper says Adam,
-  reference/vld.md 5.3);
+  docs/decisions/vld.md#v3-optimiser);
 * ``sgd``: ``torch.optim.SGD`` with ``optim.momentum`` (CMFT-style CNN training).
 
 Frozen parameters (``requires_grad=False``) are dropped from every group, and empty groups

@@ -6,14 +6,24 @@
   ``load_config(run_dir / "config.yaml")``;
 * ``provenance.json``: git SHA and dirty flag, versions of python/torch/torchvision/
   open_clip/numpy, hardware (CPU model, cores, GPU names), world size, hostname, command line
-  and start time. When the run is resumed, the first record is kept and the new start is
-  appended under ``"resumed"`` (the topology of every segment stays on record; reference/
-  anchors.md B6: results depend on hardware and number of processes).
+  and start time, and the *code version* of the model family (:func:`code_version`). When the run
+  is resumed, the first record is kept and the new start is appended under ``"resumed"`` (the
+  topology of every segment stays on record: results depend on hardware and number of processes).
+
+The code version is provenance, not identity: a run's key (``reprolib.experiments.runstore``) holds
+what determines its result by intent (config, dataset identity, processes, the family's results
+version), so editing shared code never re-keys committed runs. ``python -m reprolib runs status``
+compares each run's recorded code version with the present code; the behaviour guard
+(``tests/test_behaviour_guard.py``) catches changes of results that nobody intended.
 """
 from __future__ import annotations
 
+import ast
 import datetime as _dt
+import functools
+import hashlib
 import importlib.metadata
+import inspect
 import logging
 import os
 import platform
@@ -29,13 +39,76 @@ import yaml
 from reprolib.config import to_dict
 from reprolib.utils.io import atomic_write_json, atomic_write_text, read_json
 
-__all__ = ["collect_provenance", "write_provenance", "git_info"]
+__all__ = ["collect_provenance", "write_provenance", "git_info", "code_version", "family_files", "CODE_PACKAGES"]
 
 log = logging.getLogger(__name__)
 
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "open_clip": "open_clip_torch",
              "numpy": "numpy", "timm": "timm"}
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+#: Sub-packages of ``reprolib`` whose code determines a run's result.
+CODE_PACKAGES = ("data", "models", "losses", "engine", "eval")
+
+
+def family_files(name: str) -> tuple[Path, Path]:
+    """``(source, own)`` of a registered model family: the file that defines its class and what the
+    family owns, i.e. its package folder (``models/<family>/``, or a plug-in family's folder) or,
+    for a family that is a single module, that module."""
+    from reprolib.models.registry import get_model_class
+
+    source = Path(inspect.getfile(get_model_class(name))).resolve()
+    package = source.parent
+    own = package if (package / "__init__.py").is_file() and package != _PACKAGE_ROOT / "models" else source
+    return source, own
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _hash_files(h: "hashlib._Hash", files: list[Path], base: Path) -> None:
+    for path in files:
+        h.update(path.relative_to(base).as_posix().encode())
+        if path.suffix == ".py":
+            tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+            h.update(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
+        else:  # model configs and weight records are code too
+            h.update(path.read_bytes())
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(family: str) -> str:
+    """Semantic hash (12 hex digits) of the code a family's runs execute: the shared code of
+    :data:`CODE_PACKAGES` (every registered family's own files left out) and the family's own files
+    (:func:`family_files`). Docstrings and comments are ignored, so editing them keeps the version.
+    Provenance only: never part of a run key."""
+    from reprolib.models.registry import list_models
+
+    owned = {name: family_files(name)[1] for name in list_models()}
+
+    def inside(path: Path, own: Path) -> bool:
+        return path == own or own in path.parents
+
+    def code_files(root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
+                      and "__pycache__" not in p.parts)
+
+    h = hashlib.sha256()
+    shared = [p for pkg in CODE_PACKAGES for p in code_files(_PACKAGE_ROOT / pkg)
+              if not any(inside(p, own) for own in owned.values())]
+    _hash_files(h, shared, _PACKAGE_ROOT)
+    own = owned[family]
+    mine = code_files(own) if own.is_dir() else [own]
+    _hash_files(h, mine, own.parent)
+    return h.hexdigest()[:12]
 
 
 def git_info(repo: Path = _REPO_ROOT) -> dict[str, Any]:
@@ -121,6 +194,12 @@ def write_provenance(run_dir: str | os.PathLike, cfg: Any, world_size: int = 1,
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     record = collect_provenance(world_size)
+    family = getattr(getattr(cfg, "model", None), "name", None)
+    if family:
+        from reprolib.models.registry import results_version
+
+        record["code"] = {"family": family, "version": code_version(family),
+                          "results_version": results_version(family)}
     record.update(extra or {})
     path = run_dir / "provenance.json"
     if path.is_file():

@@ -5,7 +5,7 @@ epoch index: ``scheduler.step(epoch)`` sets every parameter group's ``lr`` for t
 epoch. Each group keeps its own peak learning rate (``initial_lr``, the group's ``lr`` when
 the scheduler was built), so the per-group multipliers of ``model.param_groups`` survive.
 
-* :class:`WarmupMultiStepLR` (X-ReID, reference/xreid.md 4.4; the reid-strong-baseline
+* :class:`WarmupMultiStepLR` (X-ReID, docs/decisions/xreid.md#learning-rate-schedule; the reid-strong-baseline
   schedule). For 0-based epoch ``e``::
 
       alpha  = e / warmup_epochs                          (e < warmup_epochs)
@@ -15,7 +15,7 @@ the scheduler was built), so the per-group multipliers of ``model.param_groups``
   X-ReID's 1-based epoch ``E`` is ``e + 1``: warmup 0.1x at E=1 and 0.91x at E=10, x0.1 from
   E=31 with milestones (30, 50).
 
-* :class:`WarmupCosineLR` (VLD, reference/vld.md 5.5), the schedule of timm's
+* :class:`WarmupCosineLR` (VLD, docs/decisions/vld.md#v5-learning-rate-schedule), the schedule of timm's
   ``CosineLRScheduler`` with ``t_in_epochs=True``, ``warmup_prefix=False``, ``cycle_limit=1``,
   ``cycle_mul=1``, ``cycle_decay=1``, no noise. Mapping of timm's arguments to ours::
 
@@ -159,7 +159,7 @@ class WarmupCosineLR(EpochLRScheduler):
 class StagedLR(EpochLRScheduler):
     """Two schedules one after the other: ``first`` for epochs ``[0, switch_epoch)``, then
     ``second`` restarted at ``switch_epoch`` (CLIP-ReID: cosine prompt learning, then warmup +
-    steps for the image encoder, reference/xreid.md 6.2).
+    steps for the image encoder, docs/decisions/clip_baselines.md#clip-reid-two-stages).
 
     Args:
         optimizer: scheduled optimizer (both stages use its groups' peak learning rates).

@@ -3,7 +3,7 @@
 ``Trainer(cfg, run_dir).fit()`` builds the dataset, model, optimiser, scheduler and loaders
 from a config, trains for ``train.epochs`` "epochs" of exactly ``train.iters_per_epoch``
 steps (the papers define epochs as iteration counts: VLD 24 x 200, X-ReID 60 x 300),
-checkpoints, resumes, evaluates with ``reprolib.eval`` and returns the metrics.
+checkpoints, resumes, evaluates with ``reprolib.metrics`` and returns the metrics.
 
 Determinism and resume. A run killed at any point and resumed from ``run_dir/last.pt`` ends
 with bit-identical weights and metrics on CPU (same thread count). This holds because
@@ -20,8 +20,8 @@ with bit-identical weights and metrics on CPU (same thread count). This holds be
 
 Mixed precision (``train.amp``): ``auto`` is bf16 autocast on CUDA and off on CPU; ``bf16``
 forces bf16 autocast; ``fp16`` is CUDA autocast with a ``GradScaler`` (the only mode that
-needs one); ``off`` is fp32. VLD's code used fp16 + GradScaler (reference/vld.md 5.7), X-ReID
-fp32 (reference/xreid.md 4.4); bf16 needs no loss scaling and is the default on GPUs.
+needs one); ``off`` is fp32. VLD's code used fp16 + GradScaler (docs/decisions/vld.md#mixed-precision), X-ReID
+fp32 (docs/decisions/xreid.md#precision); bf16 needs no loss scaling and is the default on GPUs.
 """
 from __future__ import annotations
 
@@ -31,14 +31,13 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from reprolib.config import config_hash, load_config, to_dict
 from reprolib.engine.checkpoint import Progress, load_checkpoint, save_checkpoint
@@ -49,9 +48,10 @@ from reprolib.engine.optim import build_optimizer
 from reprolib.engine.provenance import write_provenance
 from reprolib.engine.schedulers import build_scheduler
 from reprolib.utils.io import atomic_write_json, atomic_write_text
+from reprolib.utils.progress import ProgressLog
 from reprolib.utils.seed import configure_determinism, get_rng_state, seed_everything, set_rng_state
 
-__all__ = ["Trainer", "build_model", "load_trained", "NonFiniteLossError", "AmpSettings", "resolve_device",
+__all__ = ["Trainer", "build_model", "load_trained", "checkpoint_architecture", "check_run_device", "NonFiniteLossError", "AmpSettings", "resolve_device",
            "resolve_amp", "check_finite", "train_experiment", "evaluate_run"]
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,35 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device: '{name}' requested but torch sees no CUDA device (use device=cpu or auto)")
     return torch.device(name)
+
+
+def no_cuda_message(what: str = "device=auto under the paper profile") -> str:
+    """Why torch sees no GPU and what to do: run on the CPU explicitly, or fix the driver/build."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.is_available()
+    said = " ".join(str(w.message).split(".")[0] for w in caught if "driver" in str(w.message).lower())
+    build = f"torch {torch.__version__} (CUDA {torch.version.cuda})" if torch.version.cuda else \
+        f"torch {torch.__version__} (a CPU-only build)"
+    return (f"{what}, but torch sees no CUDA device, and a paper run on the CPU takes days. To train on the CPU "
+            f"anyway say so: DEVICE=cpu (make), --device cpu (notebook run) or --set device=cpu (train). "
+            f"To use the GPU: {build} needs an NVIDIA driver recent enough for its CUDA version (nvidia-smi shows "
+            f"the driver's; CUDA 13 builds need driver 580 or newer): update the driver, or install a torch build "
+            f"for the CUDA your driver supports (https://pytorch.org/get-started/locally/)."
+            + (f" torch says: {said}." if said else ""))
+
+
+def check_run_device(cfg: Any) -> None:
+    """A paper-profile run with ``device=auto`` on a machine without CUDA is an error, not a silent
+    CPU run of days: the CPU needs an explicit ``device=cpu`` (a rehearsal sets it).
+
+    Raises:
+        RuntimeError: :func:`no_cuda_message`.
+    """
+    if getattr(cfg, "profile", "") == "paper" and cfg.device == "auto" and not torch.cuda.is_available():
+        raise RuntimeError(no_cuda_message())
 
 
 def resolve_amp(mode: str, device: torch.device) -> AmpSettings:
@@ -175,6 +204,7 @@ class Trainer:
                  model: Optional[nn.Module] = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        check_run_device(cfg)
         device = resolve_device(cfg.device)
         self.dist: DistInfo = init_distributed(device.type)
         if device.type == "cuda" and self.dist.distributed:
@@ -188,6 +218,9 @@ class Trainer:
             from reprolib.data.datasets import build_dataset
             dataset = build_dataset(cfg.data)
         self.dataset = dataset
+        self._eval: Optional[tuple] = None  # (cfg, dataset) of testing, built on first use
+        if self.dist.is_main:
+            self._check_eval_sets()  # before any training: an empty test set is an error now, not in hours
         self.model = (model if model is not None else self._build_model()).to(device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.sched, cfg.train.epochs)
@@ -201,9 +234,39 @@ class Trainer:
         self._pending_rng: Optional[dict] = None
         self._pending_sampler: Optional[dict] = None
         self.train_time_s = 0.0
-        self._eval: Optional[tuple] = None  # (cfg, dataset) of testing, built on first use
 
     # ------------------------------------------------------------------ construction
+    def _check_eval_sets(self) -> None:
+        """Parse the test dataset now (the training one, or ``eval.dataset``) and check that every
+        direction of ``eval.directions`` has a query and a gallery (RNG-neutral).
+
+        Raises:
+            ValueError: naming every empty set (e.g. BUPT's official batch-64 drop on a small tree).
+        """
+        if not self.cfg.eval.dataset and not hasattr(self.dataset, "eval_sets"):
+            return  # a custom dataset tested by a custom evaluate()
+        rng = get_rng_state()
+        try:
+            self._eval = eval_setup(self.cfg, self.dataset)
+        finally:
+            set_rng_state(rng)
+        eval_cfg, ds = self._eval
+        problems = []
+        for d in self.cfg.eval.directions:
+            es = ds.eval_sets.get(d)
+            if es is None:
+                problems.append(f"'{d}' does not exist (the dataset has {sorted(ds.eval_sets)})")
+                continue
+            empty = [n for n, items in (("query", es.query), ("gallery", es.gallery)) if not items]
+            if empty:
+                problems.append(f"'{d}' has an empty {' and '.join(empty)}")
+        if problems:
+            hint = (" BUPTCampus's official evaluation drops the RGB tail of each batch of "
+                    f"{eval_cfg.data.bupt_eval_batch}: on a small tree use --set data.bupt_eval_mode=full."
+                    if eval_cfg.data.dataset == "bupt" and eval_cfg.data.bupt_eval_mode == "official" else "")
+            raise ValueError(f"{eval_cfg.data.dataset} at {eval_cfg.data.root}: evaluation set(s) "
+                             f"{'; '.join(problems)}; found before training.{hint}")
+
     def _build_model(self) -> nn.Module:
         """The model of ``cfg.model`` (built after seeding, so its initialisation is reproducible)."""
         return build_model(self.cfg, self.dataset)
@@ -213,6 +276,14 @@ class Trainer:
         return build_train_loader(self.dataset, self.cfg.data, seed=self.cfg.seed,
                                   iters_per_epoch=self.cfg.train.iters_per_epoch,
                                   rank=self.dist.rank, world_size=self.dist.world_size)
+
+    def tracklet_loader(self, tracklets: Sequence[Any], sampling: str) -> Iterable[dict]:
+        """Test batches of ``tracklets`` (test transform, ``data`` sizes and workers) with clips sampled by
+        ``sampling`` (a ``data.test_sampling`` name): what a model's :meth:`on_epoch_start` extracts its
+        training-set state from (X-ReID's CPC memories, CLIP-ReID's stage-1 cache, TF-CLIP's memory)
+        with :func:`reprolib.models.base.extract_tracklet_features`."""
+        from reprolib.data.video import build_test_loader
+        return build_test_loader(list(tracklets), replace(self.cfg.data, test_sampling=sampling))
 
     @property
     def batch_sampler(self) -> Any:
@@ -262,8 +333,8 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         if ckpt.get("config_hash") and ckpt["config_hash"] != self.config_hash:
             raise ValueError(f"{path}: written by a different config (hash {ckpt['config_hash']}, now "
-                             f"{self.config_hash}){self._config_diff()}; start a new run directory "
-                             "instead of resuming this one")
+                             f"{self.config_hash}){self._config_diff()}; rerun with --force "
+                             "(get_run(..., force=True)) to discard this checkpoint and train from scratch")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -330,7 +401,18 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {"step": step, "epoch": epoch, "iteration": iteration,
-                "lr": self.optimizer.param_groups[0]["lr"], "losses": values, "total": sum(values.values())}
+                "lr": self._logged_lr(), "losses": values, "total": sum(values.values())}
+
+    def _logged_lr(self) -> float:
+        """The learning rate a step logs: of the parameter group the model names as the one it trains
+        now (``model.logged_lr_group()``; CLIP-ReID's stage 1 trains only its ``prompt`` group), else of
+        the first group."""
+        pick = getattr(self.model, "logged_lr_group", None)
+        name = pick() if pick is not None else None
+        for group in self.optimizer.param_groups:
+            if name is not None and group.get("name") == name:
+                return group["lr"]
+        return self.optimizer.param_groups[0]["lr"]
 
     def _truncate_log(self) -> None:
         """Drop log lines of steps after the checkpoint (they are recomputed after a resume)."""
@@ -373,7 +455,14 @@ class Trainer:
         if main:
             self._truncate_log()
         log_file = open(self.run_dir / LOG_NAME, "a") if main else None
-        quiet = (not main) or bool(os.environ.get("CI")) or None  # None: tqdm hides itself off a TTY
+        # a bar on a terminal; headless (papermill, CI, nohup) a log line every $REPROLIB_PROGRESS_EVERY s
+        # with the step, loss and ETA of the whole run (reprolib.utils.progress)
+        bar = ProgressLog(epochs * iters, f"train {self.cfg.name}", initial=self.progress.epoch * iters
+                          + self.progress.iteration, logger=log, enabled=main)
+        # a model that ignores some steps' batches (CLIP-ReID's stage 1 trains on its feature cache)
+        # says so: those batches are not loaded. The items' randomness is drawn per item from its own
+        # seed, so skipping them changes nothing else.
+        needs_batch = getattr(self.model, "needs_train_batch", None)
         try:
             while self.progress.epoch < epochs:
                 epoch = self.progress.epoch
@@ -384,15 +473,16 @@ class Trainer:
                     set_rng_state(rng)
                 it = self._epoch_iterator(epoch)
                 self.model.train()
-                bar = tqdm(total=iters, initial=self.progress.iteration, desc=f"epoch {epoch + 1}/{epochs}",
-                           disable=quiet, leave=False, dynamic_ncols=True)
                 t0 = time.perf_counter()
                 for i in range(self.progress.iteration, iters):
-                    try:
-                        batch = next(it)
-                    except StopIteration:  # a sampler shorter than iters_per_epoch restarts (IterLoader)
-                        it = iter(self.train_loader)
-                        batch = next(it)
+                    if needs_batch is not None and not needs_batch():
+                        batch = {}
+                    else:
+                        try:
+                            batch = next(it)
+                        except StopIteration:  # a sampler shorter than iters_per_epoch restarts (IterLoader)
+                            it = iter(self.train_loader)
+                            batch = next(it)
                     record = self._train_step(batch, epoch, i)
                     self.progress = Progress(epoch, i + 1, self.progress.global_step + 1)
                     if log_file is not None:
@@ -401,14 +491,12 @@ class Trainer:
                     if main and tcfg.log_every > 0 and record["step"] % tcfg.log_every == 0:
                         log.info("step %d epoch %d lr %.3g total %.4f %s", record["step"], epoch, record["lr"],
                                  record["total"], " ".join(f"{k} {v:.4f}" for k, v in record["losses"].items()))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{record['total']:.4f}", refresh=False)
+                    bar.update(1, epoch=f"{epoch + 1}/{epochs}", loss=record["total"])
                     self.on_step_end(record)
                     if tcfg.ckpt_every_iters > 0 and (i + 1) % tcfg.ckpt_every_iters == 0 and i + 1 < iters:
                         self.train_time_s += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save_checkpoint()
-                bar.close()
                 self.train_time_s += time.perf_counter() - t0
                 self.progress = Progress(epoch + 1, 0, self.progress.global_step)
                 if tcfg.eval_every > 0 and (epoch + 1) % tcfg.eval_every == 0 and epoch + 1 < epochs:
@@ -420,6 +508,7 @@ class Trainer:
                 self.save_checkpoint()
             broadcast_buffers(self.model)  # replicas identical (BN statistics are per rank)
         finally:
+            bar.close()
             if log_file is not None:
                 log_file.close()
 
@@ -530,9 +619,35 @@ def load_trained(run_dir: str | os.PathLike, device: str = "auto") -> tuple[Any,
     configure_determinism(dev, cfg.train.deterministic)
     seed_everything(cfg.seed)
     dataset = build_dataset(cfg.data)
-    model = build_model(cfg, dataset).to(dev)
-    model.load_state_dict(load_checkpoint(weights, map_location=dev)["model"])
+    state = load_checkpoint(weights, map_location=dev)["model"]
+    quiet = _DropRandomInitWarning()
+    loggers = [logging.getLogger(n) for n in ("reprolib.models.weights", "reprolib.models.cmft.resnet")]
+    for lg in loggers:
+        lg.addFilter(quiet)
+    try:
+        model = build_model(checkpoint_architecture(cfg), dataset).to(dev)
+    finally:
+        for lg in loggers:
+            lg.removeFilter(quiet)
+    model.load_state_dict(state)  # strict: every parameter and buffer comes from the checkpoint
+    log.info("%s: every weight loaded from %s (the pretrained backbone file is not needed)", run_dir.name,
+             weights.name)
     return cfg, dataset, model.eval(), dev
+
+
+class _DropRandomInitWarning(logging.Filter):
+    """Hides the "RANDOMLY INITIALISED" warning of a backbone whose weights come from a checkpoint."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RANDOMLY INITIALISED" not in record.getMessage()
+
+
+def checkpoint_architecture(cfg: Any) -> Any:
+    """``cfg`` with the backbone built without its pretrained weights: a run's checkpoint holds every
+    weight (loaded strictly), so re-evaluating it must not need the pretrained CLIP or ResNet-50 file
+    again. The run's own ``config.yaml`` keeps what it was trained from."""
+    backbone = replace(cfg.model.backbone, pretrained="none", weights_path="")
+    return replace(cfg, model=replace(cfg.model, backbone=backbone))
 
 
 def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict[str, dict]:

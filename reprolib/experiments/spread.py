@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from reprolib.experiments.runstore import Run
-from reprolib.experiments.targets import DIRECTIONS, MINIATURE_PROFILES, get_target
+from reprolib.workbook.targets import DIRECTIONS, MINIATURE_PROFILES, get_target
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def seed_runs(wb: Any, paper: str, item: str, label: str, seeds: Sequence[int], 
     loads the run the paper's table already shows.
 
     Args:
-        wb: the notebook's :class:`reprolib.experiments.workbook.Workbook` (profile, overrides).
-        paper, item, label: the row, as in ``reprolib/experiments/targets/<paper>.yaml``.
+        wb: the notebook's :class:`reprolib.workbook.session.Workbook` (profile, overrides).
+        paper, item, label: the row, as in ``reprolib/workbook/specs/<paper>.yaml``.
         seeds: the seeds, e.g. ``(1, 2, 3)``.
         train: train missing runs (``False``: a missing run raises ``FileNotFoundError``).
 
@@ -103,7 +103,7 @@ def claims_against_spread(reps: Iterable[Any], floor: float, metric: str = "mAP"
     only then does it get a verdict (``helps`` | ``does not help``), otherwise ``within spread``.
 
     Args:
-        reps: :class:`reprolib.experiments.targets.Reproduction` objects (pending claims are skipped).
+        reps: :class:`reprolib.workbook.targets.Reproduction` objects (pending claims are skipped).
         floor: the noise floor in points of ``metric`` (:func:`noise_floor`).
         metric: the metric whose gains are read.
 

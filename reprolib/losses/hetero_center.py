@@ -1,6 +1,6 @@
 """Hetero-center triplet loss (Liu, Tan & Zhou, "Parameter Sharing Exploration and Hetero-Center
 Triplet Loss for Visible-Thermal Person Re-Identification", TMM 2020), a Table-4 comparison
-loss of CMFT (reference/cmft.md 6).
+loss of CMFT (docs/decisions/cmft.md#c16-comparison-losses-and-citations).
 
 The batch is summarised by one centre per (identity, modality): for P identities in two
 modalities, 2P centres c^R_y and c^I_y. The batch-hard triplet loss is then applied to the
@@ -12,7 +12,7 @@ so the hardest positive of c^R_y is c^I_y (the centre itself is at distance ~0) 
 negative is the nearest centre of another identity in either modality. The official code
 chunks the batch into identity-ordered blocks; here the centres are computed from the labels,
 so any batch order works. The mining is :class:`reprolib.losses.TripletLoss` on the centres.
-HCT's margin is 0.3; CMFT states m = 0.1 for its margins and passes it (reference/cmft.md 6).
+HCT's margin is 0.3; CMFT states m = 0.1 for its margins and passes it (docs/decisions/cmft.md#c16-comparison-losses-and-citations).
 """
 from __future__ import annotations
 

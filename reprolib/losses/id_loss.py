@@ -3,7 +3,7 @@
 VLD eq. (3): L_id = -(1/n_b) sum_i q_i log W_id(f_i), with q_i the one-hot label. With label
 smoothing (Szegedy et al., used by CLIP-ReID and TF-CLIP with eps = 0.1) the target becomes
 q = (1 - eps) * onehot + eps / K over K classes. VLD and X-ReID's released code train
-without smoothing (reference/vld.md 4.1, reference/xreid.md 4.1): eps = 0 by default.
+without smoothing (docs/decisions/vld.md#v18-label-smoothing, docs/decisions/xreid.md#loss-composition): eps = 0 by default.
 """
 from __future__ import annotations
 

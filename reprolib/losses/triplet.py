@@ -1,7 +1,7 @@
 """Batch-hard triplet loss (Hermans et al., "In Defense of the Triplet Loss") and the pairwise
 Euclidean distance shared with the WRT loss.
 
-As X-ReID's code uses it (reference/xreid.md 4.1): Euclidean distance on **un-normalised**
+As X-ReID's code uses it (docs/decisions/xreid.md#loss-composition): Euclidean distance on **un-normalised**
 (pre-BN) features, hardest positive and hardest negative searched over the whole batch (both
 modalities mixed), margin 0.3, hinge ``max(0, d_ap - d_an + m)``; the soft-margin variant
 ``log(1 + exp(d_ap - d_an))`` is an option.

@@ -11,7 +11,7 @@ and negative set N_i, over the whole batch (both modalities mixed)::
 on Euclidean distances ``sqrt(max(., 1e-12))`` of un-normalised features, weights **not**
 detached.
 
-``legacy_numerics=True`` (default) reproduces VLD/AGW's code exactly (reference/vld.md 4.2):
+``legacy_numerics=True`` (default) reproduces VLD/AGW's code exactly (docs/decisions/vld.md#v26-wrt-numerics):
 the softmax denominators get ``+ 1e-6``, the positive branch is shifted by the row maximum of
 the positive distances, and the negative branch by **0** (the maximum of the masked ``-d`` is
 taken with zeros at non-negative positions). When every negative distance exceeds ~14,

@@ -15,20 +15,22 @@ paper-specific scheme): parameters whose names start with ``backbone_prefixes`` 
 pretrained backbone (``optim.lr``; biases ``optim.lr * bias_lr_mult`` with
 ``bias_weight_decay``); every other trainable parameter is a head or a new module
 (``optim.lr * head_lr_mult``, biases included: VLD gives "bias OR classifier" 25x, not 625x,
-reference/vld.md 5.4).
+docs/decisions/vld.md#v4-learning-rate-groups).
 """
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Iterable, Optional, Sequence
+import logging
+from contextlib import nullcontext
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from reprolib.data.types import Modality
+from reprolib.utils.progress import ProgressLog
 
-__all__ = ["ReIDModel", "build_param_groups", "is_bias_param", "extract_tracklet_features", "stack_modalities",
-           "check_choice"]
+__all__ = ["ReIDModel", "build_param_groups", "is_bias_param", "extract_tracklet_features", "stack_modalities"]
 
 
 def is_bias_param(name: str) -> bool:
@@ -136,10 +138,10 @@ class ReIDModel(nn.Module, abc.ABC):
                    if n.startswith(prefix) and (p.requires_grad or not trainable_only))
 
 
-def extract_tracklet_features(encode: Callable[..., Tensor], model: nn.Module, tracklets: Sequence[Any],
-                              data_cfg: Any, sampling: str, device: torch.device,
-                              amp_dtype: Optional[torch.dtype] = None,
-                              use_camid: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+def extract_tracklet_features(encode: Callable[..., Tensor], model: nn.Module, batches: Iterable[dict[str, Tensor]],
+                              device: torch.device, amp_dtype: Optional[torch.dtype] = None,
+                              use_camid: bool = False, desc: str = "extracting training-set features",
+                              ) -> tuple[Tensor, Tensor, Tensor]:
     """One feature per tracklet, with the test transform and ``model`` in eval mode (then restored).
 
     What every family with state built from the training set uses at an epoch start: X-ReID's CPC
@@ -149,29 +151,28 @@ def extract_tracklet_features(encode: Callable[..., Tensor], model: nn.Module, t
     Args:
         encode: ``encode(clips (B, T, 3, H, W), camid (B,) | None) -> (B, d)`` clip features.
         model: the module whose mode is switched to eval and back.
-        tracklets: the tracklets (training: both modalities, labels 0..N_c-1).
-        data_cfg: the experiment's ``DataConfig`` (size, normalisation, batch size, workers).
-        sampling: a ``data.test_sampling`` name for the extraction clips.
+        batches: test batches of the tracklets (training: both modalities, labels 0..N_c-1) with
+            ``frames``, ``pid``, ``camid``, ``modality``: the engine's
+            ``Trainer.tracklet_loader(tracklets, sampling)`` (the test transform, a
+            ``data.test_sampling`` name for the clips). Iterated after the switch to eval mode.
         device: where the model lives.
         amp_dtype: autocast dtype (``trainer.amp.dtype``), or ``None``.
         use_camid: pass the tracklets' cameras to ``encode`` (SIE); else ``None``.
+        desc: what the pass is, for its progress (a bar on a terminal, a log line every
+            ``$REPROLIB_PROGRESS_EVERY`` seconds off one: a pass over a real training set takes minutes).
 
     Returns:
         ``(features (n, d) float32, labels (n,), modality (n,))`` on ``device``.
     """
-    from contextlib import nullcontext
-    from dataclasses import replace
-
-    from reprolib.data.video import build_test_loader
-
-    cfg = replace(data_cfg, test_sampling=sampling)
     was_training = model.training
     model.eval()
     feats, labels, modality = [], [], []
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    total = len(batches) if hasattr(batches, "__len__") else None
+    bar = ProgressLog(total, desc, unit="batch", logger=logging.getLogger("reprolib.models"))
     try:
         with torch.no_grad(), autocast:
-            for batch in build_test_loader(list(tracklets), cfg):
+            for batch in batches:
                 x = batch["frames"].to(device)
                 camid = batch["camid"].to(device) if use_camid else None
                 if x.dim() == 6:  # dense: (B, C_clips, T, 3, H, W), clip features averaged
@@ -183,7 +184,9 @@ def extract_tracklet_features(encode: Callable[..., Tensor], model: nn.Module, t
                 feats.append(f.float())
                 labels.append(batch["pid"])
                 modality.append(batch["modality"])
+                bar.update(1)
     finally:
+        bar.close()
         model.train(was_training)
     return torch.cat(feats), torch.cat(labels).to(device), torch.cat(modality).to(device)
 
@@ -205,9 +208,3 @@ def stack_modalities(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, 
     modality = torch.cat([torch.full((n,), int(Modality.RGB)),
                           torch.full((n,), int(Modality.IR))]).to(labels.device)  # (2B,)
     return x, labels, camid, modality
-
-
-def check_choice(key: str, value: str, choices: tuple[str, ...], family: str) -> None:
-    """Raise a ``ValueError`` naming ``key`` when ``value`` is not one of the ``family``'s ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{key}: the {family} family supports {', '.join(choices)}; got {value!r}")

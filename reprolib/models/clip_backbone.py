@@ -5,21 +5,21 @@ adds what the three CLIP-based papers need:
 
 * **input grid**: the positional table is resized to the ReID input grid, e.g. 14x14 -> 18x9
   for 288x144 with patch 16, by **bilinear** interpolation (align_corners=False, no antialias),
-  the [CLS] position kept as is (reference/vld.md 1.2, reference/xreid.md 1). open_clip's own
+  the [CLS] position kept as is (docs/decisions/vld.md#input-grid-and-positional-embedding, docs/decisions/xreid.md#backbone). open_clip's own
   ``resize_pos_embed`` is bicubic with antialias, so we build the model at its native size and
   resize ourselves. ``stride < patch`` gives overlapping patches ((H - p) // s + 1 rows);
 * **SIE camera embedding** (X-ReID): a learnable ``(num_cameras, width)`` table, trunc-normal
   std 0.02, whose row ``camid`` times ``sie_coef`` is added to the **[CLS] token only**, after
   the class token is concatenated and before the positional embedding and ``ln_pre``
-  (reference/xreid.md 1, "Camera embedding");
+  (docs/decisions/xreid.md#camera-embedding-sie);
 * **frozen patch embedding** (X-ReID's "freeze patch projection");
 * **split forward**: :meth:`embed` -> :meth:`forward_blocks` ``[start, end)`` -> :meth:`head`,
   so VLD's STH can insert hub tokens before block ``s`` and run the remaining blocks, X-ReID
   can read all last-layer tokens, and Grad-CAM can hook :attr:`cam_target_layer`
-  (the last block's ``ln_1``; reference/anchors.md B3).
+  (the last block's ``ln_1``; docs/decisions/tooling.md#grad-cam-on-clip).
 
 Token layout is batch-first ``(N, L, D)`` (open_clip >= 2.26). Per frame the encoder returns
-(reference/vld.md 1.3)::
+(docs/decisions/vld.md#per-frame-outputs)::
 
     tokens          (N, 1 + h*w, D)  ln_post of every last-layer token ([CLS] first)
     cls             (N, D)           ln_post([CLS])             VLD z_cls, X-ReID f_t (768)

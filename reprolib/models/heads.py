@@ -1,11 +1,11 @@
 """Heads shared by the CLIP ReID models: temporal average pooling, BNNeck, ID classifier.
 
 * :class:`TemporalAvgPool` (TAP): f = (1/T) sum_t z_t, the sequence feature of VLD and X-ReID
-  (reference/vld.md 1.3, reference/xreid.md 1).
+  (docs/decisions/vld.md#per-frame-outputs, docs/decisions/xreid.md#backbone).
 * :class:`BNNeck`: BatchNorm1d between the metric-learning feature and the classifier
   (Luo et al., "Bag of Tricks and a Strong Baseline for Deep Person Re-ID"). Weight 1, bias 0;
   the bias is frozen by default as in the strong baseline, CLIP-ReID and X-ReID
-  (reference/xreid.md 1); VLD keeps it trainable (reference/vld.md 1.4 and discrepancy 28).
+  (docs/decisions/xreid.md#bnneck-and-classifiers); VLD keeps it trainable (docs/decisions/vld.md#v28-bnneck-bias).
 * :class:`IDClassifier`: bias-free linear layer, weights ~ N(0, 0.001^2) (all three lineages).
 """
 from __future__ import annotations

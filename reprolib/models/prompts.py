@@ -1,22 +1,25 @@
-"""VLD's IMLP: per-identity learnable prompts and the frozen CLIP text encoder (paper section III-C).
+"""Prompts shared by the text-using families: per-identity learnable prompts and the frozen CLIP text
+encoder (VLD's IMLP, paper section III-C; CLIP-ReID's prompt learner), and :func:`bank_index`, the prompt
+or memory bank of each clip (CLIP-ReID, TF-CLIP). The templates themselves are parsed by the
+torch-free :func:`reprolib.models.options.resolve_template` (config loading validates them).
 
 Every identity c gets M = ``n_ctx`` learnable context vectors spliced into a fixed template in
 place of its ``X`` placeholders (paper Table VII; the default is template 4, the one the code
-uses, reference/vld.md 2.1)::
+uses, docs/decisions/vld.md#prompt-template-and-tokens)::
 
     "A X X X X person observed in both day and night conditions."
     [SOT, a | ctx_c,1 .. ctx_c,4 | person, observed, ..., ".", EOT, pad ...]
      prefix   (C, M, d_text)      suffix
 
 The prefix/suffix lengths are **derived from the tokenisation** (template 1 has prefix [SOT],
-templates 2-4 have [SOT, "a"]; reference/vld.md 6, "Tab. VII"). The template is embedded once
+templates 2-4 have [SOT, "a"]; docs/decisions/vld.md#prompt-template-and-tokens). The template is embedded once
 with CLIP's frozen ``token_embedding``; the embedding table itself is not kept.
 
 The frozen text encoder runs on the prompts of **all** identities every iteration (VLD's
 forward; CLIP-ReID indexes by batch labels instead), giving the prototypes
 ``T_feat in R^{C x d}`` of the visual-to-text loss L_v2t (paper eq. 5).
 
-Exact causal truncation (reference/vld.md 2.2 and discrepancy 19): CLIP's text transformer is
+Exact causal truncation (docs/decisions/vld.md#v19-text-encoder-cost): CLIP's text transformer is
 causal, so the output at position ``p`` depends only on positions ``<= p``. The text feature is
 read at the EOT position, hence running only the first ``EOT + 1`` tokens (16 of 77 for
 template 4) gives the same features (up to float rounding) at about 1/4.9 of the cost.
@@ -30,37 +33,14 @@ from typing import Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PROMPT_TEMPLATES", "resolve_template", "tokenize_template", "FrozenTextEncoder", "PromptLearner"]
+from reprolib.data.types import Modality
+from reprolib.models.options import PROMPT_TEMPLATES, resolve_template
+
+__all__ = ["PROMPT_TEMPLATES", "resolve_template", "tokenize_template", "FrozenTextEncoder", "PromptLearner", "bank_index"]
 
 logger = logging.getLogger(__name__)
 
-#: The four templates of VLD Table VII; ``{ctx}`` stands for the M learnable tokens ``X X .. X``.
-PROMPT_TEMPLATES: dict[int, str] = {
-    1: "{ctx} person.",
-    2: "A {ctx} person.",
-    3: "A {ctx} person observed in RGB and infrared sequences.",
-    4: "A {ctx} person observed in both day and night conditions.",
-}
-PLACEHOLDER_WORD = "X"  # tokenises to the single BPE token ``x</w>`` (reference/vld.md 2.1)
-
-
-def resolve_template(template: Union[int, str]) -> str:
-    """The template string of a Table VII index (1-4) or a custom string containing ``{ctx}``.
-
-    Raises:
-        ValueError: unknown index, or a custom string without exactly one ``{ctx}``.
-    """
-    if isinstance(template, bool):
-        raise ValueError(f"model.extra.prompt_template: expected 1-4 or a string with '{{ctx}}', got {template!r}")
-    if isinstance(template, int):
-        if template not in PROMPT_TEMPLATES:
-            raise ValueError(f"model.extra.prompt_template: VLD Table VII has templates "
-                             f"{sorted(PROMPT_TEMPLATES)}, got {template}")
-        return PROMPT_TEMPLATES[template]
-    if not isinstance(template, str) or template.count("{ctx}") != 1:
-        raise ValueError("model.extra.prompt_template: a custom template must contain '{ctx}' exactly once "
-                         f"(where the learnable tokens go), got {template!r}")
-    return template
+PLACEHOLDER_WORD = "X"  # tokenises to the single BPE token ``x</w>`` (docs/decisions/vld.md#prompt-template-and-tokens)
 
 
 def tokenize_template(template: str, n_ctx: int, context_length: int) -> tuple[Tensor, int, int]:
@@ -99,7 +79,7 @@ def tokenize_template(template: str, n_ctx: int, context_length: int) -> tuple[T
 class FrozenTextEncoder(nn.Module):
     """CLIP's text transformer on prompt **embeddings**, frozen, with exact EOT truncation.
 
-    Steps (reference/vld.md 2.2): add the positional embedding, run the causal transformer,
+    Steps (docs/decisions/vld.md#v19-text-encoder-cost): add the positional embedding, run the causal transformer,
     ``ln_final``, gather the EOT position, multiply by ``text_projection``. Gradients still
     flow through it to the prompts (input gradients only).
 
@@ -161,7 +141,7 @@ class FrozenTextEncoder(nn.Module):
 
 
 class PromptLearner(nn.Module):
-    """Per-identity learnable prompts ``[prefix; ctx_c; suffix]`` (VLD IMLP, reference/vld.md 2.1).
+    """Per-identity learnable prompts ``[prefix; ctx_c; suffix]`` (VLD IMLP, docs/decisions/vld.md#imlp-prompts).
 
     Args:
         token_embedding: CLIP's ``token_embedding`` (used once, to embed the template).
@@ -206,3 +186,25 @@ class PromptLearner(nn.Module):
         prefix = self.prefix.unsqueeze(0).expand(c, -1, -1).to(self.ctx.dtype)  # (C, P, d_text)
         suffix = self.suffix.unsqueeze(0).expand(c, -1, -1).to(self.ctx.dtype)  # (C, S, d_text)
         return torch.cat([prefix, self.ctx, suffix], dim=1)  # (C, L, d_text)
+
+
+def bank_index(modality: Tensor, banks: str) -> Tensor:
+    """Row of the bank each clip uses: 0 for ``shared``; RGB 0 / IR 1 for ``per_modality``.
+
+    Args:
+        modality: ``(N,)`` modality codes (``Modality.RGB`` = 2, ``Modality.IR`` = 1).
+        banks: ``"shared"`` | ``"per_modality"``.
+
+    Returns:
+        ``(N,)`` long indices into :data:`BANK_NAMES` ``[banks]``.
+
+    Raises:
+        ValueError: a code other than RGB/IR with ``per_modality`` banks.
+    """
+    if banks == "shared":
+        return torch.zeros_like(modality, dtype=torch.long)
+    rgb, ir = modality == int(Modality.RGB), modality == int(Modality.IR)
+    if not bool((rgb | ir).all()):
+        raise ValueError(f"per-modality banks need RGB ({int(Modality.RGB)}) or IR ({int(Modality.IR)}) codes, got "
+                         f"{sorted(set(modality.tolist()))}")
+    return ir.long()  # (N,) rgb -> 0, ir -> 1, as BANK_NAMES["per_modality"]

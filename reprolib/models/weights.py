@@ -2,7 +2,7 @@
 
 The paper profile uses open_clip's ``ViT-B-16-quickgelu`` with the OpenAI weights. QuickGELU
 matters: plain ``ViT-B-16`` + OpenAI weights only warns and degrades the features
-(reference/anchors.md A1, pitfall 1). Weights are looked up **locally**, in this order:
+(docs/decisions/tooling.md#quickgelu-weights). Weights are looked up **locally**, in this order:
 
 1. ``backbone.weights_path`` from the config: a weights file or ``local-dir:/path``;
 2. the environment variable ``$CLIP_WEIGHTS`` (same two forms);
@@ -16,7 +16,7 @@ explicitly set ``HF_HUB_OFFLINE=0``; open_clip then fetches the tag from the Hub
 
 Offline by default. ``huggingface_hub`` reads ``HF_HUB_OFFLINE``, ``HF_HUB_ETAG_TIMEOUT`` and
 ``HF_HUB_DOWNLOAD_TIMEOUT`` into module constants **when it is imported**, and without offline
-mode a missing network costs minutes of retries per file (reference/anchors.md B4).
+mode a missing network costs minutes of retries per file (docs/decisions/tooling.md#offline-weights).
 :func:`configure_hub_env` therefore runs in ``reprolib/models/__init__.py`` before anything
 there imports open_clip: it sets ``HF_HUB_OFFLINE=1`` and short timeouts unless the user set
 them, and patches the already-read constant if ``huggingface_hub`` was imported earlier.
@@ -27,11 +27,14 @@ leaving a silently random model. Weight formats:
 
 * ``.safetensors`` and open_clip ``.bin``/``.pth`` state dicts: ``torch.load(weights_only=True)``;
 * OpenAI's TorchScript archive ``ViT-B-16.pt`` (what CLIP-ReID, VLD and X-ReID load): torch
-  refuses TorchScript with ``weights_only=True`` and dispatches it to ``torch.jit.load`` only
-  with ``weights_only=False``. We pass ``weights_only=False`` **only** for a file whose zip
-  layout is a TorchScript archive (``constants.pkl``/``code/`` entries); ``torch.jit.load``
-  deserialises TorchScript, not arbitrary pickled Python objects. Every other file keeps
-  ``weights_only=True``; a non-OpenAI TorchScript file (SHA-256 mismatch) gets a warning.
+  refuses TorchScript with ``weights_only=True``. **No file is ever passed to
+  ``torch.load(weights_only=False)``**: a zip whose records hold TorchScript's
+  ``constants.pkl`` (torch's own test, :func:`detect_format`) is read by :func:`torch.jit.load`
+  directly (its C++ unpickler builds TorchScript values only, never arbitrary Python objects) and
+  its tensors are handed to open_clip as a state dict; if ``torch.jit.load`` rejects it the load
+  fails (:class:`WeightsFormatError`), there is no fallback. Every other file is read with
+  ``weights_only=True``; a file holding pickled Python objects is refused with a message that
+  names it. A non-OpenAI TorchScript file (SHA-256 mismatch) gets a warning.
 
 ``pretrained`` values (``backbone.pretrained``): ``"openai"`` (the lookup above), ``"none"``
 (random init, allowed for the smoke/embedded profiles, with a warning), ``"tinyclip"``
@@ -45,6 +48,7 @@ file raises :class:`WeightsChecksumError`, which says how to regenerate it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,14 +58,15 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: importing this module (configure_hub_env) must not import torch
+    from torch import nn
 
 __all__ = [
     "PAPER_ARCH", "ENV_VAR", "TINYCLIP_ARCH", "TINYCLIP_WEIGHTS", "TINYCLIP_TRAIN_COMMAND", "WeightsNotFoundError",
-    "WeightsChecksumError", "WeightsSource", "verify_tinyclip_weights",
-    "configure_hub_env", "register_model_configs", "resolve_weights", "detect_format", "sha256_file",
+    "WeightsChecksumError", "WeightsFormatError", "WeightsSource", "verify_tinyclip_weights",
+    "configure_hub_env", "register_model_configs", "resolve_weights", "detect_format", "read_state_dict", "sha256_file",
     "create_clip_model", "check_weights", "main",
 ]
 
@@ -95,6 +100,12 @@ class WeightsChecksumError(RuntimeError):
     """A shipped weights file does not match its recorded SHA-256 (corrupted or replaced)."""
 
 
+class WeightsFormatError(RuntimeError):
+    """A weights file is not a format reprolib reads safely (truncated, random bytes, pickled
+    Python objects, a forged TorchScript archive); the message names the file and the formats
+    accepted."""
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """Resolved location of CLIP weights.
@@ -119,8 +130,9 @@ class WeightsSource:
 
     @property
     def weights_only(self) -> bool:
-        """``torch.load(weights_only=...)``: False only for a TorchScript archive (see module doc)."""
-        return self.format != "torchscript"
+        """``torch.load(weights_only=...)``: always True. A TorchScript archive is never given to
+        ``torch.load`` at all; it is read with ``torch.jit.load`` (see the module doc)."""
+        return True
 
 
 # --------------------------------------------------------------------------------------
@@ -197,14 +209,96 @@ def register_model_configs() -> None:
 
 
 def detect_format(path: Path) -> str:
-    """``safetensors``, ``torchscript`` (zip with ``constants.pkl``/``code/``) or ``state_dict``."""
+    """``safetensors``, ``torchscript`` or ``state_dict`` (a torch pickle, read with ``weights_only=True``).
+
+    ``torchscript`` is what torch itself calls a TorchScript archive: a zip with a
+    ``<archive>/constants.pkl`` record. A ``code/`` folder alone does not make one (a forged
+    checkpoint can hold any folder). Whatever this returns, nothing is unpickled with
+    ``weights_only=False``: a ``torchscript`` file is only ever read by ``torch.jit.load``.
+    """
     if path.suffix == ".safetensors":
         return "safetensors"
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist()):
-                return "torchscript"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "state_dict"
+        if any(n.count("/") == 1 and n.endswith("/constants.pkl") for n in names):
+            return "torchscript"
     return "state_dict"
+
+
+_FORMATS_HELP = ("expected a CLIP weights file: .safetensors, an open_clip .bin/.pth state dict of tensors, "
+                 "or OpenAI's TorchScript ViT-B-16.pt")
+
+
+def _load_torchscript_state_dict(path: str) -> dict:
+    """Tensors of a TorchScript archive, read with ``torch.jit.load`` only (never ``torch.load``).
+
+    Raises:
+        WeightsFormatError: ``torch.jit.load`` rejects the archive (forged, truncated, not TorchScript).
+    """
+    import torch
+
+    try:
+        module = torch.jit.load(path, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any rejection is a format error naming the file
+        raise WeightsFormatError(
+            f"{path} looks like a TorchScript archive (it has constants.pkl) but torch.jit.load rejects it "
+            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}); it is not loaded "
+            f"any other way. Re-download the file; {_FORMATS_HELP}.") from None
+    state = module.state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):  # OpenAI's scalar entries
+        state.pop(key, None)
+    return dict(state)
+
+
+def read_state_dict(checkpoint_path: Any, device: str = "cpu", weights_only: bool = True) -> dict:
+    """The tensors of a CLIP weights file, read without ever unpickling Python objects.
+
+    Replaces ``open_clip.factory.load_state_dict`` while :func:`create_clip_model` runs (same
+    signature; ``weights_only`` is ignored: it is always True). ``.safetensors`` through
+    safetensors, a TorchScript archive through ``torch.jit.load`` only, anything else through
+    ``torch.load(weights_only=True)``; a ``{"state_dict": ...}`` wrapper and a DDP ``module.``
+    prefix are removed as open_clip does.
+
+    Raises:
+        WeightsFormatError: the file cannot be read that way; the message names it.
+    """
+    import torch
+
+    path = str(checkpoint_path)
+    fmt = detect_format(Path(path))
+    try:
+        if fmt == "safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint: Any = load_file(path, device=device)
+        elif fmt == "torchscript":
+            checkpoint = _load_torchscript_state_dict(path)
+        else:
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except WeightsFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every reader error becomes one line naming the file
+        raise _format_error(path, e) from None
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not checkpoint or not all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise WeightsFormatError(f"{path}: cannot read CLIP weights: it holds a {type(checkpoint).__name__}, "
+                                 f"not a mapping of parameter names to tensors; {_FORMATS_HELP}.")
+    if next(iter(checkpoint)).startswith("module"):
+        checkpoint = {k[7:]: v for k, v in checkpoint.items()}
+    return checkpoint
+
+
+def _format_error(path: str, e: BaseException) -> WeightsFormatError:
+    """A one-line :class:`WeightsFormatError` for a file torch could not read with ``weights_only=True``."""
+    from reprolib.utils.io import describe_load_error
+
+    return WeightsFormatError(f"{path}: cannot read CLIP weights: {describe_load_error(e)}; {_FORMATS_HELP}.")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -381,6 +475,75 @@ def verify_tinyclip_weights(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------
+# Misfits
+# --------------------------------------------------------------------------------------
+
+
+def guess_weights_kind(keys: Iterable[str]) -> str:
+    """What a state dict's key names look like: a CLIP model, a torchvision ResNet, or unknown."""
+    keys = list(keys)
+    if any(k.startswith(("visual.transformer.", "visual.conv1.")) for k in keys):
+        return "a CLIP model (open_clip/OpenAI key names)"
+    if any(k.startswith(("layer1.0.conv1.", "layer4.")) for k in keys):
+        return "a torchvision ResNet (layer1..layer4 key names)"
+    if any(k.startswith("module.") for k in keys):
+        return "a DataParallel/DDP-wrapped state dict (module. prefix)"
+    return "neither a CLIP model nor a torchvision ResNet"
+
+
+def misfit_report(expected: dict[str, tuple], given: dict[str, tuple], source: str, target: str,
+                  examples: int = 3) -> str:
+    """A short account of why state dict ``given`` does not fit model ``target``: counts of missing,
+    unexpected and wrongly shaped keys with a few examples each, and what the file looks like
+    (instead of torch's list of every key, tens of kB for a ViT-B/16).
+
+    Args:
+        expected: ``{key: shape}`` of the model.
+        given: ``{key: shape}`` of the file.
+        source: the file (named in the message).
+        target: the architecture it was loaded into.
+        examples: keys shown per kind of problem.
+    """
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [k for k in expected if k in given and tuple(expected[k]) != tuple(given[k])]
+
+    def some(keys: list[str], shape: bool = False) -> str:
+        shown = [f"{k} (file {tuple(given[k])}, model {tuple(expected[k])})" if shape else k for k in keys[:examples]]
+        more = f", ... {len(keys) - examples} more" if len(keys) > examples else ""
+        return ", ".join(shown) + more
+
+    parts = [f"{source} does not fit {target}: the file has {len(given)} tensors, the model {len(expected)}"]
+    if missing:
+        parts.append(f"{len(missing)} missing from the file (e.g. {some(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {some(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} with another shape (e.g. {some(shapes, shape=True)})")
+    parts.append(f"the file looks like {guess_weights_kind(given)}")
+    return "; ".join(parts)
+
+
+def _state_shapes(state: dict) -> dict[str, tuple]:
+    return {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+
+
+def _clip_misfit(arch: str, source: "WeightsSource") -> Optional[str]:
+    """:func:`misfit_report` of a CLIP weights file against ``arch`` (``None`` if it cannot be read)."""
+    import open_clip
+
+    try:
+        given = read_state_dict(source.path)
+        expected = open_clip.create_model(arch, pretrained=None).state_dict()
+    except Exception:  # noqa: BLE001 - the caller keeps the original error
+        return None
+    if "visual.proj" not in given and "state_dict" in given:
+        given = given["state_dict"]
+    given = {k.removeprefix("module."): v for k, v in given.items()}
+    return misfit_report(_state_shapes(expected), _state_shapes(given), str(source.path), f"open_clip '{arch}'")
+
+
+# --------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------
 
@@ -418,11 +581,13 @@ def create_clip_model(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
                        "loading it with torch.jit.load", source.path)
     logger.info("loading CLIP '%s' weights from %s (%s, %s)", arch, source.path or source.tag,
                 source.origin, source.format)
-    kwargs = {"require_pretrained": True, "weights_only": source.weights_only}
-    with warnings.catch_warnings():
-        if source.format == "torchscript":  # expected notices of torch.load -> torch.jit.load
-            warnings.filterwarnings("ignore", message=".*TorchScript archive.*", category=UserWarning)
-            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+    kwargs = {"require_pretrained": True, "weights_only": True}  # never False, whatever the file
+    import open_clip.factory as oc_factory
+
+    with warnings.catch_warnings(), _patched(oc_factory, "load_state_dict", read_state_dict):
+        # every file open_clip reads (a path, a local-dir's file, a download) goes through
+        # read_state_dict: open_clip's own reader retries torch.load without weights_only on a TypeError
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
         try:
             if source.origin == "download":
                 model = open_clip.create_model(arch, pretrained=source.tag, **kwargs)
@@ -430,15 +595,32 @@ def create_clip_model(arch: str = PAPER_ARCH, pretrained: str = PAPER_TAG,
                 model = open_clip.create_model(source.arch, **kwargs)
             else:
                 model = open_clip.create_model(arch, pretrained=source.path, **kwargs)
+        except WeightsFormatError:
+            raise
         except RuntimeError as e:
+            short = _clip_misfit(source.arch, source) if source.path and source.local_dir is None else None
+            detail = short or str(e)
+            if len(detail) > 2000:
+                detail = detail[:2000] + " ..."
             raise RuntimeError(f"could not load CLIP weights {source.path or source.tag} ({source.origin}) "
-                               f"into open_clip '{source.arch}': {e}") from e
+                               f"into open_clip '{source.arch}': {detail}") from None
     openai_weights = source.format == "torchscript" or (
         pretrained == PAPER_TAG and source.origin in ("hf-cache", "clip-url-cache", "download"))
     if openai_weights and not _uses_quick_gelu(model):
         logger.warning("OpenAI CLIP weights were trained with QuickGELU but '%s' uses GELU: features degrade; "
                        "use '%s' (backbone.arch)", arch, PAPER_ARCH)
     return model, source
+
+
+@contextlib.contextmanager
+def _patched(module: Any, name: str, value: Any):
+    """Temporarily replace ``module.name`` with ``value``."""
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
 
 
 def _uses_quick_gelu(model: nn.Module) -> bool:
@@ -490,19 +672,49 @@ def check_weights(arch: str = PAPER_ARCH, weights_path: Optional[str] = None,
     }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m reprolib weights check [--arch A] [--weights-path P]``: JSON report, or the
-    error on stderr and exit status 1."""
+def _guess_backbone(weights_path: Optional[str]) -> str:
+    """``resnet50`` for a given file whose key names are a torchvision ResNet's, else ``clip``."""
+    if not weights_path or weights_path.startswith(LOCAL_DIR_PREFIX) or not Path(weights_path).is_file():
+        return "clip"
+    if detect_format(Path(weights_path)) == "torchscript":
+        return "clip"
+    try:
+        keys = read_state_dict(weights_path).keys()
+    except WeightsFormatError:
+        return "clip"
+    return "resnet50" if "ResNet" in guess_weights_kind(keys) else "clip"
+
+
+def main(argv: Optional[Sequence[str]] = None, resnet_check: Optional[Any] = None) -> int:
+    """``python -m reprolib weights check [--backbone auto|clip|resnet50] [--arch A] [--weights-path P]``:
+    JSON report, or the error on stderr and exit status 1.
+
+    ``resnet_check`` is :func:`reprolib.models.cmft.resnet.check_resnet_weights`, passed in by the
+    command line entry :func:`reprolib.models.cmft.resnet.weights_main` (this module sits below the
+    ResNet streams and does not import them)."""
     parser = argparse.ArgumentParser(prog="python -m reprolib weights check",
-                                     description="Report which CLIP weights the paper profile would load.")
+                                     description="Report which CLIP (or ResNet-50) weights the paper profile would load.")
     parser.add_argument("--arch", default=PAPER_ARCH, help="open_clip architecture (default: %(default)s)")
     parser.add_argument("--pretrained", default=PAPER_TAG, help="open_clip tag, tinyclip or a path")
     parser.add_argument("--weights-path", default=None,
                         help=f"weights file or local-dir:/path (default: ${ENV_VAR}, then the HF cache)")
+    parser.add_argument("--backbone", default="auto", choices=["auto", "clip", "resnet50"],
+                        help="which backbone's weights to check: CLIP (the ViT families) or ResNet-50 (CMFT's "
+                             "streams; default file $RESNET50_WEIGHTS, then torchvision's cache); auto: from the "
+                             "file's key names, else clip")
     args = parser.parse_args(argv)
     configure_hub_env()
     try:
-        report = check_weights(args.arch, args.weights_path, args.pretrained)
+        backbone = args.backbone
+        if backbone == "auto":
+            backbone = _guess_backbone(args.weights_path)
+        if backbone == "resnet50":
+            if resnet_check is None:
+                raise WeightsNotFoundError("weights check: ResNet-50 files are checked by "
+                                           "`python -m reprolib weights check --backbone resnet50`")
+            report = resnet_check(args.weights_path or "")
+        else:
+            report = check_weights(args.arch, args.weights_path, args.pretrained)
     except (WeightsNotFoundError, RuntimeError) as e:
         sys.stderr.write(f"weights check failed: {e}\n")
         return 1

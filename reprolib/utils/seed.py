@@ -1,4 +1,4 @@
-"""Seeding, determinism switches and RNG-state capture (reference/anchors.md B6).
+"""Seeding, determinism switches and RNG-state capture (docs/decisions/tooling.md#determinism).
 
 ``get_rng_state``/``set_rng_state`` convert every generator state to tensors, ints, floats
 and ``None`` only, so a checkpoint holding them loads with ``torch.load(weights_only=True)``

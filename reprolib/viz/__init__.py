@@ -2,22 +2,22 @@
 
 The retrieval figures live in :mod:`reprolib.viz.retrieval` (re-exported here); the VLD Fig. 7 and
 Fig. 8 analyses in :mod:`reprolib.viz.distances` and :mod:`reprolib.viz.cam`; the seed-spread
-figures in :mod:`reprolib.viz.spread`.
+figures in :mod:`reprolib.viz.spread`. The measurement behind Fig. 7 (running a model) is
+:func:`reprolib.experiments.analysis.distance_distributions`.
 
 Every function returns a matplotlib ``Figure`` and never calls ``plt.show()``; notebooks display
-it and :func:`save_figure` writes it (PNG, atomically) under ``results/<profile>/figures/``.
+it and :func:`~reprolib.viz.save.save_figure` writes it (PNG, atomically) under ``results/<profile>/figures/``.
 """
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from reprolib.data.types import Modality, Tracklet
 from reprolib.viz.retrieval import HIT, MISS, load_frame, plot_retrieval_grid, retrieval_figure
+from reprolib.viz.save import save_figure
 from reprolib.viz.spread import claim_gains_plot, seed_spread_plot
 
 
@@ -67,7 +67,7 @@ def paper_vs_ours_panels(table, metrics: Sequence[str] = ("R1", "mAP"), title: s
     ``pending``.
 
     Args:
-        table: long table of :func:`reprolib.experiments.compare.side_by_side`.
+        table: long table of :func:`reprolib.workbook.compare.side_by_side`.
         metrics: which metrics (one row of panels each; those absent from ``table`` are skipped).
         title: figure title (name the profile: embedded numbers are not real-benchmark claims).
         rows: only these paper rows (e.g. those we implement: a state-of-the-art table lists many
@@ -131,7 +131,7 @@ def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", c
     directions) and, where the paper gives numbers, its curve on a second axis (its own scale).
 
     Args:
-        table: long table of :func:`reprolib.experiments.compare.side_by_side`.
+        table: long table of :func:`reprolib.workbook.compare.side_by_side`.
         metrics: which metrics (one row of panels each).
         title: figure title.
         chosen: ``{key: value}`` the paper selected (a dashed vertical line); papers often give a
@@ -173,16 +173,6 @@ def sweep_plot(table, metrics: Sequence[str] = ("R1", "mAP"), title: str = "", c
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, path: os.PathLike, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG atomically (temp file + rename) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
 
 
 __all__ = ["tracklet_strips", "retrieval_figure", "plot_retrieval_grid", "paper_vs_ours_panels", "sweep_plot", "save_figure",

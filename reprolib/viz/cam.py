@@ -1,13 +1,13 @@
 """VLD Fig. 8: focus regions of a video ReID model, by Grad-CAM on its CLIP ViT.
 
 The paper cites CAM (Zhou et al. 2016) without saying which layer or target; no code was
-released (reference/vld.md section 6, "Fig. 8", discrepancy 30). We use the notes' named
+released (docs/decisions/vld.md#v30-figures-7-and-8). We use the named
 alternative, **Grad-CAM** (``pytorch_grad_cam``, grad-cam 1.5.x) on the input of the last
 block's attention, i.e. the output of its ``ln_1`` (``CLIPVisualEncoder.cam_target_layer``): at
 the last block's *output* the gradient of a [CLS]-based embedding w.r.t. the patch tokens is
-zero (reference/anchors.md B3).
+zero (docs/decisions/tooling.md#grad-cam-on-clip).
 
-* **Video** (anchors.md B3, recipe (a)): the model sees the ``N*T`` frames as one image batch
+* **Video** (docs/decisions/tooling.md#grad-cam-on-clip): the model sees the ``N*T`` frames as one image batch
   through a wrapper that views them as ``(N, T, 3, H, W)`` clips and returns the clip embedding
   ``model.extract`` (TAP over frames, VLD's hub included), so each frame's map shows its
   contribution to the *sequence* feature.
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reprolib.data.types import Modality, Tracklet
+from reprolib.viz.save import save_figure
 
 __all__ = ["EmbeddingSimilarityTarget", "vit_reshape_transform", "cam_maps", "load_clip", "cross_modal_cams",
            "plot_cam_strips"]
@@ -255,7 +256,5 @@ def plot_cam_strips(frames_rgb: np.ndarray, frames_ir: np.ndarray, cams_by_model
     fig.suptitle(title or "Focus regions: Grad-CAM of each sequence's similarity to the other modality",
                  fontsize=9)
     if path is not None:
-        from reprolib.viz import save_figure
-
         save_figure(fig, path, dpi=dpi)
     return fig

@@ -1,8 +1,8 @@
 """VLD Fig. 7: intra- vs inter-class distance distributions and the gaps delta_1..delta_4.
 
 The paper (section IV-F, "Text Prompt Analysis") compares two kinds of distances for CLIP-ReID
-and VLD; no code was released (reference/vld.md section 6, "Fig. 7", and discrepancy 30), so
-this module follows the reference notes' recommendations:
+and VLD; no code was released (docs/decisions/vld.md#v30-figures-7-and-8), so
+this module follows the recommendations recorded there:
 
 * **text-to-visual** (Fig. 7 (a) CLIP-ReID, (b) VLD): the distance between a sequence's visual
   feature and the learned text prototype t_c of every identity; *intra* pairs a sequence with
@@ -17,27 +17,28 @@ this module follows the reference notes' recommendations:
   evaluator's same-camera rule is a ranking convention, not a property of the features).
 
 Distances are **cosine distances** 1 - cos(a, b) in [0, 2] (features L2-normalised, as the
-figure's axes and the notes suggest), whatever ``eval.distance`` the model is scored with.
+figure's axes suggest), whatever ``eval.distance`` the model is scored with.
 The gap of a pair of distributions is delta = mean(inter) - mean(intra) (larger: better
 separated). In the paper's numbering, delta_1 / delta_2 are the text-to-visual gaps of
 CLIP-ReID / VLD and delta_3 / delta_4 their cross-modality gaps ("delta_2 > delta_1,
 delta_4 > delta_3"); :func:`paper_deltas` maps two models' results onto those names.
+
+The distances of a trained model are measured by
+:func:`reprolib.experiments.analysis.distance_distributions` (it runs the model); this module
+splits, summarises and plots them.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Any, Mapping, Optional
 
 import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from reprolib.models.base import ReIDModel
+from reprolib.viz.save import save_figure
 
-__all__ = ["split_distances", "distance_distributions", "paper_deltas", "plot_distance_distributions",
-           "has_text_branch"]
+__all__ = ["split_distances", "paper_deltas", "plot_distance_distributions"]
 
 log = logging.getLogger(__name__)
 
@@ -74,106 +75,8 @@ def split_distances(dist: Any, row_labels: Any, col_labels: Any) -> dict:
             "delta": inter_mean - intra_mean}
 
 
-def has_text_branch(model: nn.Module) -> bool:
-    """Whether ``model`` has per-identity text features (``text_features()``; VLD with IMLP on)."""
-    extra = getattr(model, "extra", None)
-    return callable(getattr(model, "text_features", None)) and bool(getattr(extra, "use_imlp", True))
-
-
-class _ProjectedFeature(nn.Module):
-    """A model seen through f_proj (``forward_features(...)["proj"]``) for :func:`extract_features`."""
-
-    extract = ReIDModel.extract  # the base class's clip / dense-clips dispatch onto extract_clip
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def extract_clip(self, x: Tensor, camid: Optional[Tensor] = None, modality: Optional[Tensor] = None) -> Tensor:
-        feats = self.model.forward_features(x, camid, modality)
-        if "proj" not in feats:
-            raise KeyError(f"{type(self.model).__name__}.forward_features has no 'proj' (f_proj) feature to compare "
-                           "with its text prototypes")
-        return feats["proj"]  # (B, d)
-
-
-def _subsample(items: list, limit: Optional[int]) -> list:
-    if limit is None or len(items) <= limit:
-        return items
-    keep = np.linspace(0, len(items) - 1, limit).round().astype(int)
-    return [items[i] for i in np.unique(keep)]
-
-
-def distance_distributions(model: nn.Module, dataset: Any, cfg: Any, device: Optional[torch.device] = None,
-                           direction: Optional[str] = None, metric: str = "cosine",
-                           max_train_tracklets: Optional[int] = None,
-                           amp_dtype: Optional[torch.dtype] = None) -> dict:
-    """Fig. 7's distance distributions of one model: cross-modality and, with IMLP, text-to-visual.
-
-    Args:
-        model: the unwrapped ``ReIDModel`` (put in eval mode).
-        dataset: its ``VideoReIDDataset`` (``train`` for the text part, ``eval_sets`` for the
-            cross-modality part).
-        cfg: the run's ``ExperimentConfig`` (``data`` for the loaders, ``eval.flip_test``).
-        device: the model's device (default: the device of its first parameter).
-        direction: the test direction whose query x gallery pairs are the cross-modality pairs
-            (default: the first of ``cfg.eval.directions``; ``ir2rgb`` pairs IR queries with
-            the visible gallery).
-        metric: ``"cosine"`` (1 - cos, the default) or ``"euclidean"`` (on unit vectors); never
-            the raw inner product, whose scale differs between models.
-        max_train_tracklets: evenly spaced subset of the training tracklets for the text part
-            (``None``: all of them).
-        amp_dtype: autocast dtype for feature extraction.
-
-    Returns:
-        ``{"metric", "cross": split, "text": split or None}`` where each split is
-        :func:`split_distances`'s dict plus ``"split"`` (``"test:<direction>"`` / ``"train"``)
-        and ``"feature"`` (``"test"`` / ``"proj"``). ``"text"`` is ``None`` for a model
-        without text features (:func:`has_text_branch`).
-
-    Raises:
-        ValueError: for an unknown metric or direction.
-    """
-    from reprolib.engine.evaluator import direction_distances, extract_features
-    from reprolib.eval import compute_distance
-
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"distance_distributions: metric must be 'cosine' or 'euclidean', got {metric!r}")
-    device = next(model.parameters()).device if device is None else device
-    direction = direction or cfg.eval.directions[0]
-    if direction not in dataset.eval_sets:
-        raise ValueError(f"distance_distributions: direction {direction!r} is not an eval set of "
-                         f"{dataset.name} (has {sorted(dataset.eval_sets)})")
-    model.eval()
-
-    # (c)/(d): cross-modality pairs of the test direction, test feature, cosine distance
-    unit_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, distance=metric))
-    distmat, q_pids, g_pids, _, _ = direction_distances(model, dataset, unit_cfg, (direction,), device,
-                                                        amp_dtype)[direction]  # (Q, G)
-    cross = {**split_distances(distmat, q_pids, g_pids), "split": f"test:{direction}", "feature": "test"}
-    log.info("cross-modality %s: intra %.4f, inter %.4f, delta %.4f", direction, cross["intra_mean"],
-             cross["inter_mean"], cross["delta"])
-
-    # (a)/(b): training tracklets vs the learned per-identity text prototypes
-    text = None
-    if has_text_branch(model):
-        from reprolib.data.video import build_test_loader
-
-        tracklets = _subsample(list(dataset.train), max_train_tracklets)
-        loader = build_test_loader(tracklets, cfg.data)
-        f_proj, pids, _ = extract_features(_ProjectedFeature(model), loader, device, flip=cfg.eval.flip_test,
-                                           amp_dtype=amp_dtype)  # (N, d)
-        with torch.no_grad():
-            prototypes = model.text_features().float().cpu()  # (C, d)
-        dist = compute_distance(f_proj, prototypes, metric)  # (N, C)
-        text = {**split_distances(dist, pids, np.arange(prototypes.shape[0])), "split": "train", "feature": "proj"}
-        log.info("text-to-visual (train, %d tracklets x %d prototypes): intra %.4f, inter %.4f, delta %.4f",
-                 len(tracklets), prototypes.shape[0], text["intra_mean"], text["inter_mean"], text["delta"])
-    return {"metric": metric, "cross": cross, "text": text}
-
-
 def paper_deltas(results: Mapping[str, dict], reference: str, ours: str) -> dict[str, Optional[float]]:
-    """The paper's delta_1..delta_4 from two models' :func:`distance_distributions` results.
+    """The paper's delta_1..delta_4 from two models' :func:`~reprolib.experiments.analysis.distance_distributions` results.
 
     Args:
         results: ``{model_label: result}``.
@@ -285,7 +188,5 @@ def plot_distance_distributions(results: Mapping[str, dict], path: Optional[os.P
                  r"($\delta$ = mean inter $-$ mean intra)", fontsize=10)
     fig.tight_layout()
     if path is not None:
-        from reprolib.viz import save_figure
-
         save_figure(fig, path, dpi=dpi)
     return fig

@@ -17,6 +17,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from reprolib.data.types import EvalSet, Tracklet
+from reprolib.viz.save import save_figure
 
 __all__ = ["HIT", "MISS", "load_frame", "draw_ranking_row", "visible_ranking", "ranking_from_distances",
            "retrieval_figure", "plot_retrieval_grid", "contrast_queries"]
@@ -52,7 +53,7 @@ def visible_ranking(order: Sequence[int], query: Tracklet, gallery: Sequence[Tra
         query: the query tracklet.
         gallery: the gallery tracklets ``order`` indexes.
         rule: the eval set's camera rule: ``"vcm"`` skips gallery items with the query's pid
-            **and** camid (as :func:`reprolib.eval.evaluate` does), ``"bupt"`` skips nothing.
+            **and** camid (as :func:`reprolib.metrics.evaluate` does), ``"bupt"`` skips nothing.
         topk: how many to keep.
     """
     keep = []
@@ -181,8 +182,6 @@ def plot_retrieval_grid(rankings: Mapping[str, Mapping[str, np.ndarray]], eval_s
             y = above.y0 - 0.12 * (above.y0 - below.y1)  # just under the upper row, clear of the titles
             fig.add_artist(Line2D([0.01, 0.99], [y, y], color="#888888", lw=0.8, transform=fig.transFigure))
     if path is not None:
-        from reprolib.viz import save_figure
-
         save_figure(fig, path, dpi=dpi)
     return fig
 

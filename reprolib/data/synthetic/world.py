@@ -22,7 +22,7 @@ import numpy as np
 
 from .identities import IdentityAttributes, sample_identity
 
-#: The loaders' minimum tracklet length (``min_seq_len``, reference/data_protocol.md 1.4);
+#: The loaders' minimum tracklet length (``min_seq_len``, docs/decisions/data.md#minimum-tracklet-length);
 #: shorter tracklets are generated on purpose to exercise that filter.
 MIN_SEQ_LEN = 12
 #: Bumped whenever the generator's output changes for a given (spec, seed).
@@ -114,7 +114,7 @@ WORLD_SPECS: dict[str, WorldSpec] = {
     "smoke": WorldSpec(
         name="smoke",
         num_train_ids=5,
-        num_test_ids=4,
+        num_test_ids=5,
         num_aux_ids=2,
         num_cameras=3,
         cams_per_modality=(1, 2),
@@ -142,6 +142,32 @@ WORLD_SPECS: dict[str, WorldSpec] = {
 }
 
 
+#: The rehearsal's world (``docs/rehearsal.md``): the papers' frame size (288x144), just large enough
+#: that every sampler and protocol has non-empty sets (X-ReID's P x K = 2 x 2, BUPTCampus's tail drop
+#: at the rehearsal's test batch, SYSU-MM01's trials, RegDB's splits), and small enough that a
+#: ViT-B/16 passes over it on a CPU in seconds.
+WORLD_SPECS["rehearsal"] = WorldSpec(
+    name="rehearsal",
+    num_train_ids=2,
+    num_test_ids=3,
+    num_aux_ids=1,
+    num_cameras=3,
+    cams_per_modality=(2, 2),
+    tracklets_per_camera=(1, 1),
+    length_range=(12, 13),
+    short_length_range=(6, 8),
+    short_fraction=0.0,
+    occlusion_prob=0.3,
+    height=288,
+    width=144,
+    workers=0,
+)
+
+#: BUPTCampus's rehearsal world: five test identities, so that with world seed 2 the query holds both
+#: modalities (one query tracklet per identity, its modality drawn) and the official tail drop at the
+#: rehearsal's test batch of 2 drops one RGB query and leaves non-empty sets.
+WORLD_SPECS["rehearsal-bupt"] = dataclasses.replace(WORLD_SPECS["rehearsal"], name="rehearsal-bupt", num_test_ids=5)
+
 #: Frames (images) per tracklet of the still-image presets: a burst of consecutive frames. The
 #: image benchmarks need only a few images per (identity, camera); rendering costs about 2.5 ms
 #: per frame, so planning short bursts (rather than rendering whole walks and keeping every k-th
@@ -149,7 +175,7 @@ WORLD_SPECS: dict[str, WorldSpec] = {
 #: seconds. Every planned frame is written, as in the video layouts.
 STILL_BURST = (2, 3)
 #: Still-image preset of each video preset, used for the SYSU-MM01 and RegDB layouts.
-IMAGE_SCALES = {"smoke": "smoke-image", "embedded": "embedded-image"}
+IMAGE_SCALES = {"smoke": "smoke-image", "embedded": "embedded-image", "rehearsal": "rehearsal-image"}
 WORLD_SPECS.update({
     image: dataclasses.replace(WORLD_SPECS[video], name=image, still_images=True, length_range=STILL_BURST,
                                short_length_range=STILL_BURST, short_fraction=0.0)

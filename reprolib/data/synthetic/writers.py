@@ -1,7 +1,7 @@
 """Write a miniature world to disk in a real dataset's exact on-disk format.
 
 The loaders of the real datasets read these trees with no special case
-(``reference/data_protocol.md`` sections 1 and 2):
+(``docs/decisions/data.md#hitsz-vcm`` and ``docs/decisions/data.md#buptcampus``):
 
 * :class:`VCMWriter`: HITSZ-VCM layout B (``Train/``, ``Test/``, ``info/*.txt``);
 * :class:`BUPTWriter`: BUPTCampus (``DATA/``, ``data_paths.json``, four split files).
@@ -20,11 +20,13 @@ from __future__ import annotations
 import abc
 import argparse
 import concurrent.futures as cf
+import dataclasses
 import json
 import logging
 import os
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -85,7 +87,7 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
 
 
 class VCMWriter(LayoutWriter):
-    """HITSZ-VCM, layout B (``reference/data_protocol.md`` 1.1-1.2).
+    """HITSZ-VCM, layout B (``docs/decisions/data.md#hitsz-vcm-layouts``).
 
     * images: ``{Train|Test}/<pid4>/<ir|rgb>/D<cam>/<F>.jpg``, ``F`` a frame number unique per
       (pid, modality, camera);
@@ -136,7 +138,7 @@ class VCMWriter(LayoutWriter):
 
 
 class BUPTWriter(LayoutWriter):
-    """BUPTCampus (``reference/data_protocol.md`` 2.1-2.5).
+    """BUPTCampus (``docs/decisions/data.md#buptcampus-layout``).
 
     * images: ``DATA/<pid>/<RGB|IR>/<CAM>/<pid>_<MOD>_<CAM>_<tid>_<frame>.jpg`` (pid not
       zero-padded); the RGB and IR halves of a pair share frame numbers and length;
@@ -289,6 +291,73 @@ def _is_older_version(out: Path, marker: dict) -> bool:
     return found.get("version") != marker["version"] and all(found.get(k) == marker[k] for k in same)
 
 
+#: Written into a generation's temporary tree (``OUT.tmp-<token>``) while it is being filled: the
+#: owning process (pid, host), so the next call removes the tree of a killed run and never one
+#: that is still being written.
+TMP_OWNER = ".synthvcm-tmp"
+
+
+def _is_synthvcm_tree(out: Path) -> bool:
+    """True if ``out`` holds a ``_COMPLETE`` marker written by SynthVCM: the only trees ever replaced."""
+    try:
+        return json.loads((out / COMPLETE_MARKER).read_text()).get("generator") == "SynthVCM"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(out: Path) -> list[Path]:
+    """Remove what an interrupted :func:`write_world` left beside ``out``, and nothing else.
+
+    A temporary tree ``OUT.tmp-<token>`` is removed when its :data:`TMP_OWNER` file names a
+    process of this host that no longer runs (or it already holds a SynthVCM marker); a
+    replaced tree ``OUT.old-<token>`` only when it holds a SynthVCM ``_COMPLETE`` marker. A folder
+    of that name without either marker is not ours: it is reported, never deleted.
+
+    Returns:
+        The folders removed.
+    """
+    import socket
+
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for cand in sorted(out.parent.glob(f"{out.name}.tmp-*")) + sorted(out.parent.glob(f"{out.name}.old-*")):
+        if not cand.is_dir():
+            continue
+        ours = _is_synthvcm_tree(cand)
+        if not ours and cand.name.startswith(f"{out.name}.tmp-"):
+            try:
+                owner = json.loads((cand / TMP_OWNER).read_text())
+            except (OSError, ValueError):
+                owner = None
+            if isinstance(owner, dict):
+                if owner.get("host") != socket.gethostname():
+                    log.warning("%s is a SynthVCM temporary tree of host %s; leaving it (remove it once no "
+                                "generation runs there)", cand, owner.get("host"))
+                    continue
+                if _pid_alive(int(owner.get("pid", 0) or 0)):
+                    continue  # a generation in progress
+                ours = True
+        if ours:
+            log.info("removing %s, left by an interrupted SynthVCM generation", cand)
+            shutil.rmtree(cand, ignore_errors=True)
+            removed.append(cand)
+        else:
+            log.warning("%s looks like a SynthVCM temporary name but was not written by SynthVCM; not touching it",
+                        cand)
+    return removed
+
+
 def write_world(
     out: str | os.PathLike,
     scale: str | WorldSpec = "embedded",
@@ -308,7 +377,9 @@ def write_world(
             :mod:`.writers_image`).
         workers: render processes (default: the spec's ``workers``, capped by the CPU count;
             0 renders in this process).
-        overwrite: replace an existing tree that was generated with other settings.
+        overwrite: replace an existing SynthVCM tree that was generated with other settings.
+            A tree that SynthVCM did not write (no SynthVCM ``_COMPLETE`` marker) is never
+            replaced, with or without it.
         progress: show a tqdm progress bar (frames).
 
     Returns:
@@ -316,7 +387,8 @@ def write_world(
 
     Raises:
         ValueError: unknown ``fmt`` or ``scale``.
-        FileExistsError: ``out`` exists, is not a matching SynthVCM tree and ``overwrite`` is False.
+        FileExistsError: ``out`` exists and is not a matching SynthVCM tree, and either
+            ``overwrite`` is False or the tree was not written by SynthVCM.
     """
     if fmt not in WRITERS:
         raise ValueError(f"unknown SynthVCM format '{fmt}'; expected one of {sorted(WRITERS)}")
@@ -325,6 +397,7 @@ def write_world(
     out = Path(out).expanduser().absolute()
     world = build_world(spec, seed, paired=writer.paired, num_cameras=writer.num_cameras(spec))
     marker = _marker(world, fmt)
+    clean_stale_temps(out)
     state = _is_complete(out, marker)
     if state is True:
         log.info("SynthVCM tree %s is complete for scale=%s seed=%d format=%s; skipping generation", out, spec.name, seed, fmt)
@@ -333,16 +406,26 @@ def write_world(
         log.warning("%s was written by SynthVCM %s; regenerating it with version %s", out,
                     json.loads((out / COMPLETE_MARKER).read_text()).get("version"), GENERATOR_VERSION)
         overwrite = True
+    if state is False and not _is_synthvcm_tree(out):
+        raise FileExistsError(
+            f"{out} exists and was not written by SynthVCM (no SynthVCM {COMPLETE_MARKER} marker), so it is "
+            f"never replaced (--overwrite only replaces SynthVCM's own trees); choose another output path for "
+            f"the scale={spec.name} seed={seed} format={fmt} world (a new or empty folder)"
+        )
     if state is False and not overwrite:
         raise FileExistsError(
-            f"{out} exists and is not a complete SynthVCM tree for scale={spec.name} seed={seed} format={fmt} "
-            f"(no matching {COMPLETE_MARKER}); pass overwrite=True (--overwrite) or choose another path"
+            f"{out} holds another SynthVCM world than scale={spec.name} seed={seed} format={fmt} (its "
+            f"{COMPLETE_MARKER} differs); pass --overwrite (overwrite=True) to replace that generated tree, "
+            f"or choose another path"
         )
 
     t0 = time.perf_counter()
     tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
     tmp.mkdir(parents=True)
     try:
+        import socket
+
+        (tmp / TMP_OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
         paths = {plan: writer.frame_paths(world, plan) for plan in world.tracklets}
         per_pid: dict[int, list] = {pid: [] for pid in sorted(world.identities)}
         for plan, rel in paths.items():
@@ -370,11 +453,12 @@ def write_world(
         (tmp / "attributes.json").write_text(json.dumps(attrs, indent=1) + "\n")
         (tmp / "README.txt").write_text(_readme(world, fmt, summary))
         (tmp / COMPLETE_MARKER).write_text(json.dumps({**marker, "summary": summary}, indent=1) + "\n")
+        (tmp / TMP_OWNER).unlink()
         if out.exists():
             old = out.parent / f"{out.name}.old-{secrets.token_hex(4)}"
             out.rename(old)
             tmp.rename(out)
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(out)
     except BaseException:
@@ -398,6 +482,24 @@ def _run_jobs(jobs: list, workers: int, total: int, progress: bool, desc: str) -
                 bar.update(n)
 
 
+def with_image_size(spec: WorldSpec, size: str) -> WorldSpec:
+    """``spec`` with frames of ``size`` (``"288x144"``: height x width) on disk, named ``<name>-<H>x<W>``
+    unless that is already its size (so its marker and identity differ from the preset's).
+
+    Raises:
+        ValueError: ``size`` is not ``HxW`` with positive integers.
+    """
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--image-size {size!r}: expected HxW, e.g. 288x144") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"--image-size {size!r}: expected positive sizes")
+    if (h, w) == (spec.height, spec.width):
+        return spec
+    return dataclasses.replace(spec, name=f"{spec.name}-{h}x{w}", height=h, width=w)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m reprolib data synth OUT --scale smoke|embedded --seed N [--format vcm|bupt|sysu|regdb]``."""
     parser = argparse.ArgumentParser(
@@ -409,14 +511,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", dest="fmt", default="vcm", choices=sorted(WRITERS))
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: the scale's)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a tree generated with other settings")
+    parser.add_argument("--image-size", default=None, metavar="HxW",
+                        help="frame size on disk, e.g. 288x144 (the papers'); default: the scale's "
+                             "(128x64 for smoke/embedded, 288x144 for rehearsal)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a SynthVCM tree generated with other settings "
+                             "(never a tree SynthVCM did not write)")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        root = write_world(args.out, args.scale, args.seed, args.fmt, workers=args.workers, overwrite=args.overwrite)
+        scale = args.scale
+        if args.image_size:
+            scale = with_image_size(get_world_spec(scale), args.image_size)
+        root = write_world(args.out, scale, args.seed, args.fmt, workers=args.workers, overwrite=args.overwrite)
     except (FileExistsError, ValueError) as e:
-        log.error("%s", e)
+        sys.stderr.write(f"error: {e}\n")
         return 2
     print(root)
     return 0

@@ -11,7 +11,7 @@ frames of walking persons too). Importing this module registers the formats ``"s
     from reprolib.data.synthetic import writers_image  # noqa: F401  (registers the formats)
     root = write_world("data/synth-sysu", scale="smoke", seed=0, fmt="sysu")
 
-The formats are those of ``reference/cmft.md`` section 7 (read by
+The formats are those of ``docs/decisions/data.md#image-benchmarks`` (read by
 :class:`reprolib.data.sysu.SYSUMM01` and :class:`reprolib.data.regdb.RegDB`).
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ class _ImageNumbering:
 
 
 class SYSUWriter(LayoutWriter):
-    """SYSU-MM01 (``reference/cmft.md`` section 7).
+    """SYSU-MM01 (``docs/decisions/data.md#image-benchmarks``).
 
     * images: ``cam<c>/<pid4>/<n4>.jpg``; cameras 1, 2, 4, 5 visible and 3, 6 infrared
       (:data:`SYSU_CAMERA_OF` maps the world's four physical cameras); ``n`` counts the
@@ -110,7 +110,7 @@ class SYSUWriter(LayoutWriter):
 
 
 class RegDBWriter(LayoutWriter):
-    """RegDB (``reference/cmft.md`` section 7).
+    """RegDB (``docs/decisions/data.md#image-benchmarks``).
 
     * images: ``Visible/<pid>/<pid>_v_<n5>.jpg`` and ``Thermal/<pid>/<pid>_t_<n5>.jpg`` (JPEG, as
       every miniature frame; the real files are ``.bmp``, which the loader does not assume); the

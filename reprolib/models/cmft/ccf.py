@@ -2,17 +2,17 @@
 
 One CCF at stage s takes the two streams' maps ``Z_1^s`` (RGB) and ``Z_2^s`` (IR), each flattened
 to tokens ``(M, N_s, C_s)`` with M = B*T frame pairs (frame t of the RGB clip paired with frame
-t of the IR clip; attention runs per frame over the N_s = h_s*w_s cells, reference/cmft.md 3.2.7),
+t of the IR clip; attention runs per frame over the N_s = h_s*w_s cells, docs/decisions/cmft.md#ccf-design),
 and the previous stage's fused tokens ``F^{s-1}`` when there is one:
 
 1. cross-scale alignment of ``F^{s-1}`` (the paper is silent; #4): average-pool its grid down to
    ``(h_s, w_s)`` when it is larger, and match channels when ``2 d_{s-1} != C_s`` (only
    Conv2 -> Conv3, 128 -> 256 on ResNet-50): ``align="repeat"`` tiles the channels (no
    parameters; the default because only it reproduces the paper's S2 = 33.40 M, #3),
-   ``align="linear"`` is reference/cmft.md 3.2's token-wise Linear (S2 = 33.43 M). Result ``G^s``;
+   ``align="linear"`` is a token-wise Linear (docs/decisions/cmft.md#c4-shapes-in-eq-6) (S2 = 33.43 M). Result ``G^s``;
 2. eq. 6, modulation: ``Z~_i = Z_i * G`` (``modulation="product"``, literal, default; #4), or
    ``Z_i * (1 + G)`` / ``Z_i * sigmoid(G)`` as options (G is LayerNorm output, so the literal
-   product flips signs; reference/cmft.md 3.2.2). ``Z~_i = Z_i`` at the first CCF;
+   product flips signs; docs/decisions/cmft.md#ccf-design). ``Z~_i = Z_i`` at the first CCF;
 3. final stage only: a pair of FC layers ``C_6 -> d`` (d = 1024 on ResNet-50), one per modality,
    after the product (``F^5`` has 2*1024 = C_6 channels) and before the attention;
 4. eq. 5 (post-LN; the printed bracketing is garbled, and eq. 2's ``K^N`` is ``K^T``):
@@ -21,7 +21,7 @@ and the previous stage's fused tokens ``F^{s-1}`` when there is one:
    branch (default 1, #19), each feeding ``(z_12, z_21)`` to the next;
 5. eq. 4: ``F^s = LN(FC_{2d->2d}([z_12 || z_21]) + [z_12 || z_21])``, ``(M, N_s, 2d)``.
 
-Variants (``model.extra.variant``; reference/cmft.md 3.3, discrepancies #2 and #14):
+Variants (``model.extra.variant``; docs/decisions/cmft.md#ccf-variants, discrepancies #2 and #14):
 
 * ``S2`` ... ``S6``: dual-branch CCFs at Conv_i ... Conv6, cascaded (``S5``, CCFs at layer3 and
   layer4, is the final model, #2);
@@ -37,59 +37,19 @@ Variants (``model.extra.variant``; reference/cmft.md 3.3, discrepancies #2 and #
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reprolib.models.base import check_choice
+from reprolib.models.cmft.options import CCF_VARIANTS, VARIANTS, CCFOptions
 from reprolib.models.cmft.resnet import TAPS, StageSpec
+from reprolib.models.options import check_choice
 
 __all__ = [
-    "CCF_VARIANTS", "FUSION_BASELINES", "VARIANTS", "MODULATIONS", "ALIGNS", "CCFOptions",
     "CrossAttention", "CCF", "CCFCascade", "ScoreFusion", "ConcatFusion", "build_fusion", "variant_layout",
 ]
-
-CCF_VARIANTS: tuple[str, ...] = ("S2", "S3", "S4", "S5", "S6", "D6F", "S6F")
-FUSION_BASELINES: tuple[str, ...] = ("score_avg", "score_mul", "concat")
-VARIANTS: tuple[str, ...] = CCF_VARIANTS + FUSION_BASELINES
-MODULATIONS: tuple[str, ...] = ("product", "one_plus", "sigmoid")
-ALIGNS: tuple[str, ...] = ("repeat", "linear")
-
-
-@dataclass(frozen=True)
-class CCFOptions:
-    """Hyper-parameters of a CCF cascade (the ``model.extra`` keys of the same names).
-
-    Attributes:
-        num_heads: attention heads of every MHSA (8, section 4.2).
-        num_layers: L, cross-attention layers per branch (1; #19).
-        final_dim: d of the final CCF after its FC pair; 0 = C_6 / 2 (1024 on ResNet-50).
-        modulation: eq. 6 form: ``product`` (literal) | ``one_plus`` | ``sigmoid`` (#4).
-        align: channel alignment of the previous fused map: ``repeat`` | ``linear`` (#4, #3).
-        single_branch_ln_affine: affine LN in the single-branch S6F (8.40 M) or not (8.39 M; #3).
-    """
-
-    num_heads: int = 8
-    num_layers: int = 1
-    final_dim: int = 0
-    modulation: str = "product"
-    align: str = "repeat"
-    single_branch_ln_affine: bool = False
-
-    def validate(self) -> "CCFOptions":
-        """Raise a ``ValueError`` naming the ``model.extra`` key of a bad value; returns self."""
-        check_choice("model.extra.modulation", self.modulation, MODULATIONS, "cmft")
-        check_choice("model.extra.align", self.align, ALIGNS, "cmft")
-        for key in ("num_heads", "num_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.extra.{key}: expected >= 1, got {getattr(self, key)}")
-        if self.final_dim < 0:
-            raise ValueError(f"model.extra.final_dim: expected >= 0 (0 = C_6 / 2), got {self.final_dim}")
-        return self
-
 
 def variant_layout(variant: str) -> tuple[tuple[str, ...], bool]:
     """Taps carrying a CCF and whether the CCFs are dual-branch, for a CCF variant.

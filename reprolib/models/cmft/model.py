@@ -8,10 +8,10 @@
     BNNeck and the same classifier (its own classifier when its width differs: S6F, 1024-d).
 
 The two streams are independent (no shared weights), identically initialised, and not modified
-by the CCFs (the fusion path only reads their taps; reference/cmft.md 2). Training pairs are an
+by the CCFs (the fusion path only reads their taps; docs/decisions/cmft.md#dual-stream-extractor). Training pairs are an
 RGB and an IR tracklet of the same identity, not registered frames (#5).
 
-**Evaluation** (``model.extra.eval_protocol``; reference/cmft.md 4, #6): ``p1`` (default) sends
+**Evaluation** (``model.extra.eval_protocol``; docs/decisions/cmft.md#c6-evaluation-protocol): ``p1`` (default) sends
 each tracklet through its own modality's stream only (``modality`` codes are required) and
 returns the BN feature (``test_feature=bn``, #17; score it with ``eval.distance=cosine``); the
 fusion path is a training-time aid whose parameters are unused at test. ``p2`` feeds the same
@@ -22,7 +22,7 @@ available for the score-fusion baselines).
 of RGB, IR and fused features through the shared classifier, summed, times ``loss.id_weight``;
 for ``score_avg``/``score_mul`` the fused term is the NLL of the fused posterior, #21). Every
 other term is named in ``model.extra.losses`` per training stage and looked up in
-:func:`cmft_loss_table`, **the single plug-in point** of ``reprolib.losses.cmft``:
+:func:`cmft_loss_table`, **the single plug-in point** of ``reprolib.models.cmft.losses``:
 
 * stage 1 = epochs ``[0, warm_epochs)``, stage 2 afterwards (:meth:`CMFT.on_epoch_start`; the
   stage is a buffer, so it survives a resume). Paper: stage 1 L_ID + L_cross (eq. 18), stage 2
@@ -31,7 +31,7 @@ other term is named in ``model.extra.losses`` per training stage and looked up i
 * a CMFT loss is ``fn(features, **options) -> scalar Tensor`` with ``features`` the dict
   documented at :data:`FEATURE_KEYS` and ``options`` = ``model.extra.loss_options[name]``;
   the component is reported under its name, times its weight;
-* the terms are ``reprolib.losses.cmft.CMFT_LOSSES``: ``cross`` (L_cross, eqs. 7-10), ``msrl``,
+* the terms are ``reprolib.models.cmft.losses.CMFT_LOSSES``: ``cross`` (L_cross, eqs. 7-10), ``msrl``,
   ``mdl``, and the Table 4 comparison terms ``wrt``, ``hetero_center``, ``cmt_standin``.
 
 ``model.extra`` keys: see :class:`CMFTExtra`.
@@ -39,23 +39,24 @@ other term is named in ``model.extra.losses`` per training stage and looked up i
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from reprolib.config import LossConfig, from_dict
+from reprolib.config import LossConfig
 from reprolib.data.types import Modality
 from reprolib.losses import build_id_loss
-from reprolib.losses.cmft import CMFT_LOSSES
-from reprolib.models.base import ReIDModel, check_choice
-from reprolib.models.cmft.ccf import VARIANTS, CCFOptions, build_fusion
+from reprolib.models.base import ReIDModel
+from reprolib.models.cmft.ccf import build_fusion
+from reprolib.models.cmft.losses import CMFT_LOSSES
+from reprolib.models.cmft.options import CMFTExtra
 from reprolib.models.cmft.resnet import build_tsm_resnet
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
+from reprolib.models.options import check_choice
 from reprolib.models.registry import register_model
 
-__all__ = ["CMFT", "CMFTExtra", "CMFTLoss", "FEATURE_KEYS", "cmft_loss_table"]
+__all__ = ["CMFT", "CMFTLoss", "FEATURE_KEYS", "cmft_loss_table"]
 
 #: The ``features`` dict every CMFT loss receives (all pre-BN unless ``_bn``; B = pairs in the batch):
 #: ``rgb (B, D)`` Z^RGB, ``ir (B, D)`` Z^IR, ``fused (B, D_f)`` Z^Fusion (absent for the score-fusion
@@ -66,82 +67,8 @@ FEATURE_KEYS: tuple[str, ...] = ("rgb", "ir", "fused", "labels", "rgb_bn", "ir_b
 #: A CMFT loss: ``fn(features: Mapping[str, Tensor], **options) -> Tensor`` (a scalar).
 CMFTLoss = Callable[..., Tensor]
 
-_STAGES = ("stage1", "stage2")
-
-
-def _default_losses() -> dict:
-    # The paper's progressive schedule: L_ID + L_cross (eq. 18), then L_ID + 0.3 L_MSRL + 0.7 L_MDL (eq. 19).
-    return {"stage1": {"cross": 1.0}, "stage2": {"msrl": 0.3, "mdl": 0.7}}
-
-
-@dataclass(frozen=True)
-class CMFTExtra:
-    """Schema of ``model.extra`` for the ``cmft`` family (discrepancy numbers: reference/cmft.md 8)."""
-
-    variant: str = "S5"  # S2..S6 | D6F (= S6) | S6F | score_avg | score_mul | concat (#2, #14, #21)
-    eval_protocol: str = "p1"  # "p1": own-modality stream features | "p2": self-paired fused feature (#6)
-    test_feature: str = "bn"  # "bn" (post-BNNeck, 2048-d) | "pre_bn" (#17)
-    last_stride: int = 1  # layer4 stride: 1 (ReID convention; not stated in the paper) | 2
-    shift: bool = True  # TSM residual shift (identity anyway for T = 1)
-    shift_div: int = 8  # 1/8 of the channels each way
-    # Randomly initialised streams (pretrained: none; smoke/embedded start from TinyResNet instead)
-    # can start each bottleneck as the identity. Without it the batch-hard L_cross on the near-identical features of a fresh
-    # narrow ResNet back-propagates a stream gradient of norm ~850 at the first step (L_ID: ~36),
-    # the losses went to NaN, and with clipping the ID loss stayed at chance for 800 steps.
-    # No effect when weights are loaded (the paper profile).
-    zero_init_residual: bool = False
-    num_heads: int = 8  # section 4.2
-    num_layers: int = 1  # L, cross-attention layers per branch (#19)
-    final_dim: int = 0  # final CCF width after the FC pair; 0 = C_6 / 2 (1024 on ResNet-50)
-    modulation: str = "product"  # eq. 6: "product" (literal) | "one_plus" | "sigmoid" (#4)
-    align: str = "repeat"  # Conv2->Conv3 channel match: "repeat" (S2 = 33.40 M) | "linear" (notes; 33.43 M) (#4, #3)
-    single_branch_ln_affine: bool = False  # S6F's LN: parameter-free (8.39 M) | affine (8.40 M) (#3)
-    bn_bias_trainable: bool = False  # BNNeck shift frozen (PMT / AGW)
-    warm_epochs: int = 8  # stage 1 ("warm phase") = epochs [0, warm_epochs)
-    losses: dict = field(default_factory=_default_losses)  # {"stage1": {name: weight}, "stage2": {...}}
-    loss_options: dict = field(default_factory=dict)  # {name: {kwarg: value}} passed to that loss
-
-    @classmethod
-    def from_dict(cls, extra: dict) -> "CMFTExtra":
-        """Validate ``model.extra``; unknown keys or values raise naming the key."""
-        out = from_dict(cls, extra, "model.extra")
-        check_choice("model.extra.variant", out.variant, VARIANTS, "cmft")
-        check_choice("model.extra.eval_protocol", out.eval_protocol, ("p1", "p2"), "cmft")
-        check_choice("model.extra.test_feature", out.test_feature, ("bn", "pre_bn"), "cmft")
-        if out.eval_protocol == "p2" and out.variant in ("score_avg", "score_mul"):
-            raise ValueError(f"model.extra.eval_protocol='p2' needs a fused feature; variant {out.variant!r} "
-                             "fuses scores only (use p1)")
-        if out.warm_epochs < 0:
-            raise ValueError(f"model.extra.warm_epochs: expected >= 0, got {out.warm_epochs}")
-        unknown = set(out.losses) - set(_STAGES)
-        if unknown:
-            raise ValueError(f"model.extra.losses: expected the sections {', '.join(_STAGES)}, got {sorted(unknown)}")
-        for stage in _STAGES:
-            terms = out.losses.get(stage, {}) or {}
-            if not isinstance(terms, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
-                                                      for w in terms.values()):
-                raise ValueError(f"model.extra.losses.{stage}: expected a mapping loss name -> weight, got {terms!r}")
-        named = {n for stage in _STAGES for n in (out.losses.get(stage) or {})}
-        stray = set(out.loss_options) - named
-        if stray:
-            raise ValueError(f"model.extra.loss_options: {sorted(stray)} are not used by model.extra.losses "
-                             f"(used: {sorted(named)})")
-        out.ccf_options().validate()
-        return out
-
-    def ccf_options(self) -> CCFOptions:
-        """The :class:`~reprolib.models.cmft.ccf.CCFOptions` of these keys."""
-        return CCFOptions(num_heads=self.num_heads, num_layers=self.num_layers, final_dim=self.final_dim,
-                          modulation=self.modulation, align=self.align,
-                          single_branch_ln_affine=self.single_branch_ln_affine)
-
-    def stage_losses(self, stage: int) -> dict[str, float]:
-        """``{name: weight}`` of training stage 1 or 2."""
-        return {k: float(v) for k, v in (self.losses.get(f"stage{stage}") or {}).items()}
-
-
 def cmft_loss_table() -> dict[str, CMFTLoss]:
-    """Every CMFT loss by name (``reprolib.losses.cmft.CMFT_LOSSES``): the single plug-in point.
+    """Every CMFT loss by name (``reprolib.models.cmft.losses.CMFT_LOSSES``): the single plug-in point.
 
     An entry is ``fn(features: Mapping[str, Tensor], **options) -> Tensor`` with ``features`` as in
     :data:`FEATURE_KEYS` and ``options`` from ``model.extra.loss_options[name]``.
@@ -149,7 +76,7 @@ def cmft_loss_table() -> dict[str, CMFTLoss]:
     return dict(CMFT_LOSSES)
 
 
-@register_model("cmft")
+@register_model("cmft", options=CMFTExtra, results_version=1)
 class CMFT(ReIDModel):
     """Dual-stream TSM ResNet-50 + CCF cascade (CMFT; see the module docstring).
 
@@ -173,7 +100,6 @@ class CMFT(ReIDModel):
                  image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
                  seq_len: Optional[int] = None) -> None:
         super().__init__()
-        check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "cmft")
         check_choice("model.neck", model_cfg.neck, ("bnneck",), "cmft")
         self.extra = CMFTExtra.from_dict(model_cfg.extra)
         self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig(triplet="none")
@@ -185,7 +111,7 @@ class CMFT(ReIDModel):
             for name in self.extra.stage_losses(stage):
                 if name not in table:
                     raise ValueError(f"model.extra.losses.stage{stage}: unknown CMFT loss {name!r}; available: "
-                                     f"{', '.join(sorted(table))} (reprolib.losses.cmft.CMFT_LOSSES)")
+                                     f"{', '.join(sorted(table))} (reprolib.models.cmft.losses.CMFT_LOSSES)")
         self.loss_fns = table
         bb = model_cfg.backbone
         self.stream_rgb = build_tsm_resnet(bb.arch, bb.pretrained, bb.weights_path, self.extra.last_stride,
@@ -199,7 +125,7 @@ class CMFT(ReIDModel):
         self.fused_dim = getattr(self.fusion, "out_dim", None) if self.fusion.kind == "feature" else None
         self.neck_fused = (BNNeck(self.fused_dim, bias_trainable=self.extra.bn_bias_trainable)
                            if self.fused_dim else None)
-        # S6F's 1024-d Z^Fusion cannot use the 2048-d shared classifier: it gets its own (reference/cmft.md 3.3)
+        # S6F's 1024-d Z^Fusion cannot use the 2048-d shared classifier: it gets its own (docs/decisions/cmft.md#ccf-variants)
         self.classifier_fused = (IDClassifier(self.fused_dim, num_classes)
                                  if self.fused_dim and self.fused_dim != self.feat_dim else None)
         self.id_loss = build_id_loss(self.loss_cfg)

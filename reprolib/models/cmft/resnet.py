@@ -4,10 +4,10 @@
 ``[3, 4, 6, 3]``, parameter names of ``torchvision.models.resnet50`` without ``fc``) with
 
 * a temporal shift on the residual branch of every bottleneck (:mod:`.tsm`; TSM's default
-  "blockres" placement, 1/8 of the channels each way; reference/cmft.md 1.1);
+  "blockres" placement, 1/8 of the channels each way; docs/decisions/cmft.md#temporal-shift-module);
 * last stride 1 in ``layer4`` by default (the ReID convention; the paper does not say,
-  reference/cmft.md 2): a 16x8 ``layer4`` map at 256x128;
-* the five taps of mapping A (reference/cmft.md 1.2, discrepancy #1): ``conv2`` = stem after
+  docs/decisions/cmft.md#dual-stream-extractor): a 16x8 ``layer4`` map at 256x128;
+* the five taps of mapping A (docs/decisions/cmft.md#c1-stage-mapping, discrepancy #1): ``conv2`` = stem after
   max-pool, ``conv3`` = ``layer1``, ``conv4`` = ``layer2``, ``conv5`` = ``layer3``, ``conv6`` = ``layer4``.
 
 Architectures (``model.backbone.arch``): ``resnet50`` (base width 64, the paper) and
@@ -19,7 +19,7 @@ Weights (``model.backbone.pretrained``): ``imagenet`` (torchvision's ImageNet Re
 download cache ``$TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth`` (IMAGENET1K_V1, what TSM
 used) or ``resnet50-11ad3fa6.pth`` (V2)); ``tinyresnet`` (the miniature world's stand-in for
 ImageNet weights, shipped for ``resnet50-w16`` as ``reprolib/models/weights/tinyresnet.pt`` and
-SHA-256 verified against ``tinyresnet.json``; see :mod:`reprolib.tinyresnet`); ``none`` (random
+SHA-256 verified against ``tinyresnet.json``; see :mod:`reprolib.pretrain.tinyresnet`); ``none`` (random
 init); or a weights-file path. When
 nothing is found, :class:`~reprolib.models.weights.WeightsNotFoundError` says how to supply the
 file; it is raised before any network is built. Files are read with
@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
 from reprolib.models.cmft.tsm import TemporalShift
-from reprolib.models.weights import WeightsChecksumError, WeightsNotFoundError, detect_format, sha256_file
+from reprolib.models.weights import (WeightsChecksumError, WeightsNotFoundError, detect_format, misfit_report,
+                                     sha256_file)
 
 __all__ = [
     "ENV_VAR", "TAPS", "StageSpec", "TSMResNet", "parse_arch", "resolve_resnet_weights",
@@ -57,7 +58,7 @@ TORCHVISION_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 #: The shipped TinyResNet weights (``pretrained: tinyresnet``) and the command that regenerates them.
 TINYRESNET_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tinyresnet.pt"
 TINYRESNET_TRAIN_COMMAND = "python -m reprolib tinyresnet train"
-#: Tap names of mapping A (reference/cmft.md 1.2, #1), shallow to deep.
+#: Tap names of mapping A (docs/decisions/cmft.md#c1-stage-mapping, #1), shallow to deep.
 TAPS: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5", "conv6")
 RESNET50_LAYERS = (3, 4, 6, 3)
 _ARCH = re.compile(r"^resnet50(?:-w(\d+))?$")
@@ -177,11 +178,13 @@ class TSMResNet(nn.Module):
         """
         own = {k.replace(".conv1.net.", ".conv1."): k for k in self.state_dict()}
         renamed = {own.get(k, k): v for k, v in state.items() if not k.startswith("fc.")}
-        try:
-            self.load_state_dict(renamed, strict=True)
-        except RuntimeError as e:
-            raise RuntimeError(f"{source} does not fit a ResNet-50-shaped stream of base width "
-                               f"{self.base_width}: {e}") from e
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        given = {k: tuple(getattr(v, "shape", ())) for k, v in renamed.items()}
+        if expected.keys() != given.keys() or any(expected[k] != given[k] for k in expected):
+            # a short account, not torch's list of every key (tens of kB)
+            raise RuntimeError(misfit_report(expected, given, source,
+                                             f"a ResNet-50-shaped stream of base width {self.base_width}"))
+        self.load_state_dict(renamed, strict=True)
 
     def forward(self, x: Tensor, taps: Iterable[str] = ("conv6",)) -> dict[str, Tensor]:
         """Run a clip batch through the stream.
@@ -369,3 +372,37 @@ def build_tsm_resnet(arch: str = "resnet50", pretrained: str = "imagenet", weigh
         logger.info("loading ResNet weights for '%s' from %s", arch, path)
         stream.load_torchvision_state_dict(load_resnet_state_dict(path), source=str(path))
     return stream
+
+
+#: torchvision names its ImageNet files by the first hex digits of their SHA-256.
+TORCHVISION_RESNET50_PREFIX = "0676ba61"
+
+
+def check_resnet_weights(weights_path: str = "", arch: str = "resnet50") -> dict:
+    """What CMFT's paper profile would load for its ResNet-50 streams, loaded once to prove it fits.
+
+    Args:
+        weights_path: explicit file; else ``$RESNET50_WEIGHTS``, then torchvision's cache.
+        arch: the stream architecture (``resnet50``).
+
+    Returns:
+        ``{"backbone", "arch", "path", "format", "sha256", "torchvision_sha256_match", "n_params"}``.
+
+    Raises:
+        WeightsNotFoundError: no file found (the message says where we looked and how to supply one).
+        RuntimeError: the file does not fit (a short report of the misfit, see ``misfit_report``).
+    """
+    path = resolve_resnet_weights(arch, "imagenet", weights_path)
+    stream = build_tsm_resnet(arch, "imagenet", weights_path)
+    sha = sha256_file(path)
+    return {"backbone": "resnet50", "arch": arch, "path": str(path), "format": detect_format(path), "sha256": sha,
+            "torchvision_sha256_match": sha.startswith(TORCHVISION_RESNET50_PREFIX),
+            "n_params": sum(p.numel() for p in stream.parameters())}
+
+
+def weights_main(argv: Optional[list[str]] = None) -> int:
+    """``python -m reprolib weights check``: CLIP files (:func:`reprolib.models.weights.main`) and
+    ResNet-50 files (:func:`check_resnet_weights`, ``--backbone resnet50`` or recognised by key names)."""
+    from reprolib.models.weights import main
+
+    return main(argv, resnet_check=check_resnet_weights)

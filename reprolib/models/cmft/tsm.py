@@ -1,6 +1,6 @@
 """Temporal Shift Module (TSM; Lin, Gan & Han, ICCV 2019), the "residual shift" CMFT builds on.
 
-CMFT section 3.2 uses TSM ResNet-50 streams (reference/cmft.md 1.1). A clip is a batch of
+CMFT section 3.2 uses TSM ResNet-50 streams (docs/decisions/cmft.md#temporal-shift-module). A clip is a batch of
 frames ``(B*T, C, H, W)`` with the T frames of a clip contiguous. Before the first 1x1
 convolution of every bottleneck (the residual branch only; the identity shortcut keeps the
 unshifted signal), with ``fold = C // shift_div`` (default 8):
@@ -10,7 +10,7 @@ unshifted signal), with ``fold = C // shift_div`` (default 8):
 * channels ``[2*fold, C)`` are unchanged; frames shifted in from outside the clip are zeros.
 
 The shift adds no parameters and no multiply-accumulates. With T = 1 (image datasets, Fig. 9
-with n = 1) it is the identity: a plain ImageNet ResNet-50 (reference/cmft.md 1.1).
+with n = 1) it is the identity: a plain ImageNet ResNet-50 (docs/decisions/cmft.md#temporal-shift-module).
 """
 from __future__ import annotations
 

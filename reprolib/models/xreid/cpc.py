@@ -1,6 +1,6 @@
 """X-ReID's Cross-modality Prototype Collaboration (CPC): prototype memories and CPCL.
 
-**Memories** (paper "Memory Initialization"; reference/xreid.md 2.1). One L2-normalised
+**Memories** (paper "Memory Initialization"; docs/decisions/xreid.md#memory-extraction-and-cpcl). One L2-normalised
 prototype per identity and modality, ``M^vis, M^ir in R^{N_c x D_m}`` with D_m = 1280 =
 [BN(f) (768) ; BN(f_p) (512)] at ViT-B/16 (D8). Each prototype is the unweighted mean of that
 modality's training-tracklet features of the identity, then normalised. The model re-extracts
@@ -21,7 +21,7 @@ identities of the batch, eq. 3's sum over j = 1..P), tau = 0.05 (D6), averaged o
 ``contrast="both"`` adds the terms of both memories (eqs. 3 + 4), ``"own"`` contrasts each clip
 only with its own modality's memory.
 
-Table 4 rows (reference/xreid.md 5): ``memory`` none | single | per_modality,
+Table 4 rows (docs/decisions/xreid.md#table-4-variants): ``memory`` none | single | per_modality,
 ``update_source`` same | other | pooled, ``contrast`` own | both. ``single`` is one memory over
 both modalities (the literal PCL port), updated from the pooled batch.
 """
@@ -35,16 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reprolib.data.types import Modality
+from reprolib.models.xreid.options import NEGATIVES
 
-__all__ = ["PrototypeMemory", "CrossModalityPrototypes", "cpcl_loss", "MEMORY_KINDS", "UPDATE_SOURCES",
-           "CONTRASTS", "NEGATIVES"]
+__all__ = ["PrototypeMemory", "CrossModalityPrototypes", "cpcl_loss"]
 
 logger = logging.getLogger(__name__)
-
-MEMORY_KINDS = ("none", "single", "per_modality")
-UPDATE_SOURCES = ("same", "other", "pooled")
-CONTRASTS = ("own", "both")
-NEGATIVES = ("all", "batch")
 
 _MODALITY_CODES = {"rgb": int(Modality.RGB), "ir": int(Modality.IR)}
 

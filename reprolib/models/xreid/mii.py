@@ -2,9 +2,9 @@
 
 Everything here runs on the **last-layer tokens after ln_post** of the CLIP encoder
 (:meth:`reprolib.models.clip_backbone.CLIPVisualEncoder.head`), laid out per clip as
-``cls (B, T, D)`` and ``patches (B, T, N, D)`` (reference/xreid.md 3.6).
+``cls (B, T, D)`` and ``patches (B, T, N, D)`` (docs/decisions/xreid.md#where-mii-attaches).
 
-* :class:`CrossAttentionBlock` (the released code's "BlockRotation", reference/xreid.md 3.1):
+* :class:`CrossAttentionBlock` (the released code's "BlockRotation", docs/decisions/xreid.md#cross-attention-block):
   one query token per sample attends to a set of key/value tokens; pre-LN residual block
   ``c = q + MHCA(LN1(q), Y)``, ``c = c + FFN(LN2(c))`` with an extra LayerNorm on the **key**
   path only (values are not normalised), q/k/v without bias, output projection with bias,
@@ -34,36 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reprolib.models.attention import multihead_attention
+from reprolib.models.xreid.options import CII_SHARING
+
 __all__ = [
     "FeedForward", "CrossAttentionBlock", "ReadoutAttentionBlock", "ShortTermInteraction",
     "LongTermInteraction", "CrossModalityInteraction", "channel_shift", "lii_partner_frames",
-    "fuse_branches", "cross_attention_block_params", "CII_SHARING",
+    "fuse_branches", "cross_attention_block_params",
 ]
-
-#: CII weight sharing: one block for all of {SII, LII} x {vis->ir, ir->vis}, one per branch,
-#: one per direction, or four.
-CII_SHARING = ("shared", "per_branch", "per_direction", "none")
-
 
 def cross_attention_block_params(dim: int, mlp_ratio: int = 4) -> int:
     """Parameter count of one :class:`CrossAttentionBlock` (7,087,104 at D = 768).
 
     Three LayerNorms (2D each), q/k/v (D^2 each, no bias), output projection (D^2 + D) and the
-    FFN (2 * mlp_ratio * D^2 + mlp_ratio * D + D); reference/xreid.md 8.
+    FFN (2 * mlp_ratio * D^2 + mlp_ratio * D + D); docs/decisions/xreid.md#parameter-counts.
     """
     hidden = mlp_ratio * dim
     return 3 * 2 * dim + 3 * dim * dim + (dim * dim + dim) + (dim * hidden + hidden) + (hidden * dim + dim)
-
-
-def _multihead(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Scaled dot-product attention of ``(N, Lq, D)`` queries over ``(N, Lk, D)`` keys/values."""
-    n, lq, d = q.shape
-
-    def split(x: Tensor) -> Tensor:
-        return x.reshape(n, x.shape[1], heads, d // heads).transpose(1, 2)  # (N, h, L, D/h)
-
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v))  # (N, h, Lq, D/h)
-    return out.transpose(1, 2).reshape(n, lq, d)  # (N, Lq, D)
 
 
 class FeedForward(nn.Sequential):
@@ -74,7 +61,7 @@ class FeedForward(nn.Sequential):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-LN cross-attention block with one query token per sample (reference/xreid.md 3.1).
+    """Pre-LN cross-attention block with one query token per sample (docs/decisions/xreid.md#cross-attention-block).
 
     ``c = q + W_o softmax((W_q LN1(q)) (W_k LN_y(Y))^T / sqrt(d_h)) (W_v Y) + b_o``;
     ``out = c + FFN(LN2(c))``. Keys are normalised by their own LayerNorm, values are not.
@@ -102,7 +89,7 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, query: Tensor, tokens: Tensor) -> Tensor:
         """Attend ``(N, D)`` queries to ``(N, L, D)`` key/value tokens; returns ``(N, D)``."""
         q = self.q(self.norm_q(query)).unsqueeze(1)  # (N, 1, D)
-        attn = _multihead(q, self.k(self.norm_k(tokens)), self.v(tokens), self.heads)  # (N, 1, D)
+        attn = multihead_attention(q, self.k(self.norm_k(tokens)), self.v(tokens), self.heads)  # (N, 1, D)
         c = query + self.proj(attn.squeeze(1))  # (N, D)
         return c + self.ffn(self.norm_ffn(c))  # (N, D)
 
@@ -117,7 +104,7 @@ class ReadoutAttentionBlock(nn.Module):
 
     Two switches select the readout:
 
-    * ``attend_self=True, residual=True`` is the literal block of reference/xreid.md 3.5:
+    * ``attend_self=True, residual=True`` is the literal block of docs/decisions/xreid.md#d2-cii-and-cmcl:
       ``out_0 = x_0 + Delta``, so CMCL = ||mean_t Delta_t||^2 and the block reaches **zero loss
       for any input** by shrinking its two output layers (W_o, fc2 -> 0), a solution the loss
       gradient itself drives towards; CMCL then stops shaping the branch features
@@ -168,7 +155,7 @@ class ReadoutAttentionBlock(nn.Module):
             context = torch.cat([normed_first.unsqueeze(1), context], dim=1)  # (N, 1 + L, D)
         k, v = F.linear(context, w_kv).chunk(2, dim=-1)  # (N, L', D) each
         q = F.linear(normed_first, w_q).unsqueeze(1)  # (N, 1, D)
-        h = self.proj(_multihead(q, k, v, self.heads).squeeze(1))  # (N, D)
+        h = self.proj(multihead_attention(q, k, v, self.heads).squeeze(1))  # (N, D)
         if self.residual:
             h = first + h
         return h + self.ffn(self.norm2(h))  # (N, D)
@@ -185,7 +172,7 @@ def channel_shift(patches: Tensor, stride: int = 1, fold_div: int = 4, as_releas
     copy the current frame").
 
     ``as_released=True`` gives what the released in-place copy computes on CPU (discrepancy
-    D10; reference/xreid.md 3.2 and its appendix): the forward-in-time copy cascades through
+    D10; docs/decisions/xreid.md#d10-sii-channel-exchange): the forward-in-time copy cascades through
     the aliasing view, so the first quarter of frame t becomes that of frame ``t mod S``; the
     backward-in-time quarter is correct. The input is not modified (the release also mutated
     its detached token copy, which nothing read afterwards); CUDA's racy result is not modelled.

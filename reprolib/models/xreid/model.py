@@ -1,7 +1,7 @@
 """X-ReID (AAAI 2026, "Multi-granularity Information Interaction for Video-Based Visible-Infrared
 Person Re-Identification"): the ``xreid`` model family.
 
-CLIP ViT-B/16 at 288x144 with SIE on [CLS] and a frozen patch embedding (reference/xreid.md 1),
+CLIP ViT-B/16 at 288x144 with SIE on [CLS] and a frozen patch embedding (docs/decisions/xreid.md#backbone),
 TAP, BNNeck heads, plus the paper's two modules behind switches, so that one family gives
 Table 3 (Baseline, +CPC, +MII), every Table 4 row and the eight Table 5 combinations:
 
@@ -20,7 +20,7 @@ Forward per clip batch ``(B, T, 3, H, W)``::
     CII (training only): O_CMII of each branch feature with the paired other-modality clip
 
 Loss (``forward_train``; the trainer logs each key). The released code's structure
-(reference/xreid.md 4.1; D11, D12), with LII mirroring SII:
+(docs/decisions/xreid.md#loss-composition; D11, D12), with LII mirroring SII:
 
     id          = loss.id_weight * CE(W([BN f ; BN f_p]))          (0.25; plain CE)
     id_frame    = frame_id_weight * CE over the B*T frames          (default 1/T)
@@ -38,7 +38,7 @@ Test feature (``extract``; D16, D17): ``[BN(f) ; BN(f_p) ; O]`` with
 ``[BN_S ; BN_L]``); without SII and LII, ``[BN(f) ; BN(f_p)]``. Rank with
 ``eval.distance=cosine`` (the code's L2-normalised Euclidean distance ranks the same).
 
-Optimiser groups (``param_groups``; reference/xreid.md 4.4): Adam over the trainable
+Optimiser groups (``param_groups``; docs/decisions/xreid.md#optimiser-and-learning-rate-groups): Adam over the trainable
 parameters at ``optim.lr`` (5e-6) times ``bias_lr_mult`` (2) for biases, times
 ``head_lr_mult`` (10) for names containing ``classifier`` and, again, for the MII modules and
 their heads (``mii.``, ``head_sii.``, ``head_lii.``); the multipliers compound (MII
@@ -53,91 +53,24 @@ buffers (``cpc.memories.*.features``), so a resume restores them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from reprolib.config import LossConfig, from_dict
-from reprolib.data.sampling import TEST_SAMPLING
-from reprolib.data.types import Tracklet
-from reprolib.losses import build_id_loss, build_metric_loss, metric_loss_name
-from reprolib.losses.cmcl import cmcl_loss
-from reprolib.models.base import ReIDModel, check_choice, extract_tracklet_features, is_bias_param, stack_modalities
+from reprolib.models.base import extract_tracklet_features, is_bias_param, stack_modalities
 from reprolib.models.clip_backbone import create_clip_visual
+from reprolib.models.clip_family import CLIPFamily
 from reprolib.models.heads import BNNeck, IDClassifier, TemporalAvgPool
 from reprolib.models.registry import register_model
-from reprolib.models.xreid.cpc import CONTRASTS, MEMORY_KINDS, NEGATIVES, UPDATE_SOURCES, CrossModalityPrototypes
-from reprolib.models.xreid.mii import (CII_SHARING, CrossModalityInteraction, LongTermInteraction,
-                                       ShortTermInteraction, fuse_branches)
+from reprolib.models.xreid.cmcl import cmcl_loss
+from reprolib.models.xreid.cpc import CrossModalityPrototypes
+from reprolib.models.xreid.mii import CrossModalityInteraction, LongTermInteraction, ShortTermInteraction, fuse_branches
+from reprolib.models.xreid.options import XReIDExtra
 
-__all__ = ["XReID", "XReIDExtra", "BranchHead"]
+__all__ = ["XReID", "BranchHead"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class XReIDExtra:
-    """Schema of ``model.extra`` for the ``xreid`` family (defaults: the paper, with the notes'
-    resolutions; discrepancy numbers refer to reference/xreid.md 7)."""
-
-    # CPC (Table 4 switches)
-    memory: str = "per_modality"  # "none" (Vanilla) | "single" (literal PCL) | "per_modality"
-    update_source: str = "other"  # D5: "other" (eq. 2) | "same" (Visual Memories) | "pooled" (released)
-    contrast: str = "both"  # "both" (eqs. 3-4: every clip vs both memories) | "own"
-    momentum: float = 0.2  # D4: mu (paper, PCL); the released processor uses 0.1
-    temperature: float = 0.05  # D6
-    cpcl_negatives: str = "all"  # D7: "all" N_c prototypes (code, PCL) | "batch" (eq. 3's j = 1..P)
-    cpcl_weight: float = 1.0
-    memory_refresh: str = "epoch"  # D9: re-extract at every epoch start (code, PCL) | "once" (paper)
-    memory_sie: bool = False  # D9: the released extraction has no SIE; true adds the tracklet's camera
-    memory_sampling: str = "chunk_first"  # frames of the extraction clips (a data.test_sampling name)
-    # MII (Table 5 switches)
-    sii: bool = True
-    lii: bool = True
-    cii: bool = True
-    sii_depth: int = 2  # D3: two stacked blocks (released code); 1 = eq. 6
-    sii_stride: int = 1  # Figure 4
-    sii_as_released: bool = False  # D10: the released in-place cascade (CPU result) instead of eq. 5
-    lii_stride: int = 2  # D1, Figure 5: [CLS]_t attends to patches_{(t+S) mod T}; 0 = own; -1 = code
-    lii_depth: int = 1
-    mii_heads: Optional[int] = None  # None: the backbone's head count (12 at ViT-B/16)
-    mii_detach: bool = True  # D18: MII reads a detached copy of the tokens (no gradient into CLIP)
-    cii_sharing: str = "shared"  # D2: one CII block for {SII, LII} x {vis, ir}
-    cii_attend_self: bool = False  # O_bar among CII's keys (true with cii_residual: the literal block)
-    cii_residual: bool = False  # residual from O_bar (collapses CMCL to the trivial solution; see mii.py)
-    cmcl_weight: float = 1.0
-    cmcl_normalize: bool = False  # D21: raw features (paper); true: L2-normalised
-    cmcl_stop_grad: bool = False  # D21: gradients into both terms
-    # heads and test feature
-    frame_id_weight: Optional[float] = None  # D11: None = 1/T (code); 0 = no frame term (eq. 10)
-    fusion: str = "mean"  # D16: "mean" (eq. 8) | "concat" (commented-out code)
-
-    @classmethod
-    def from_dict(cls, extra: dict) -> "XReIDExtra":
-        """Validate ``model.extra``; unknown keys, wrong types or values raise naming the key."""
-        out = from_dict(cls, extra, "model.extra")
-        for key, choices in (("memory", MEMORY_KINDS), ("update_source", UPDATE_SOURCES),
-                             ("contrast", CONTRASTS), ("cpcl_negatives", NEGATIVES),
-                             ("memory_refresh", ("epoch", "once")), ("cii_sharing", CII_SHARING),
-                             ("fusion", ("mean", "concat")), ("memory_sampling", tuple(TEST_SAMPLING))):
-            check_choice(f"model.extra.{key}", getattr(out, key), choices, "xreid")
-        if out.memory == "single" and out.update_source != "pooled":
-            raise ValueError("model.extra.update_source: memory=single is updated from the pooled batch; "
-                             f"set update_source: pooled (got {out.update_source!r})")
-        for key in ("sii_depth", "sii_stride", "lii_depth"):
-            if getattr(out, key) < 1:
-                raise ValueError(f"model.extra.{key} must be >= 1, got {getattr(out, key)}")
-        if out.cii and not (out.sii or out.lii):
-            logger.info("X-ReID: CII without SII/LII interacts the backbone's f (TAP of [CLS]) instead of a "
-                        "branch feature (Table 5 row 4)")
-        for key in ("cpcl_weight", "cmcl_weight"):
-            if getattr(out, key) < 0:
-                raise ValueError(f"model.extra.{key} must be >= 0, got {getattr(out, key)}")
-        if out.frame_id_weight is not None and out.frame_id_weight < 0:
-            raise ValueError(f"model.extra.frame_id_weight must be >= 0 or null (1/T), got {out.frame_id_weight}")
-        return out
 
 
 class BranchHead(nn.Module):
@@ -163,8 +96,8 @@ class _MII(nn.Module):
                     if ex.cii else None)
 
 
-@register_model("xreid")
-class XReID(ReIDModel):
+@register_model("xreid", options=XReIDExtra, results_version=1)
+class XReID(CLIPFamily):
     """X-ReID: CLIP ViT + CPC + MII (see the module docstring).
 
     Args:
@@ -179,6 +112,7 @@ class XReID(ReIDModel):
     """
 
     backbone_prefixes = ("visual.",)
+    family, options = "xreid", XReIDExtra
     #: Parameter-name prefixes of MII (x ``head_lr_mult``, the released "TSM" rule).
     mii_prefixes: tuple[str, ...] = ("mii.", "head_sii.", "head_lii.")
 
@@ -186,14 +120,11 @@ class XReID(ReIDModel):
                  image_size: Optional[tuple[int, int]] = None, loss_cfg: Optional[Any] = None,
                  clip_model: Optional[nn.Module] = None, seq_len: Optional[int] = None) -> None:
         super().__init__()
-        check_choice("model.feature", model_cfg.feature, ("cls",), "xreid")  # D = 768 [CLS] + its projection
-        check_choice("model.temporal_pool", model_cfg.temporal_pool, ("tap",), "xreid")
-        check_choice("model.neck", model_cfg.neck, ("bnneck",), "xreid")
-        self.extra = ex = XReIDExtra.from_dict(model_cfg.extra)
+        self.extra = ex = self.check_model_cfg(model_cfg)  # model.feature: D = 768 [CLS] + its projection
         self.visual = create_clip_visual(model_cfg.backbone, image_size, num_cameras, clip_model=clip_model)
         width, out_dim = self.visual.width, self.visual.output_dim
         self.temporal_pool = TemporalAvgPool()
-        # backbone heads (reference/xreid.md 1, "BNNeck layers" and "Classifiers"); BN biases frozen
+        # backbone heads (docs/decisions/xreid.md#bnneck-and-classifiers); BN biases frozen
         self.bn_feat, self.bn_proj = BNNeck(width), BNNeck(out_dim)
         self.bn_feat_frame, self.bn_proj_frame = BNNeck(width), BNNeck(out_dim)
         self.classifier = IDClassifier(width + out_dim, num_classes)
@@ -205,10 +136,7 @@ class XReID(ReIDModel):
         self.mii = _MII(width, heads, ex)
         self.head_sii = BranchHead(width, num_classes) if ex.sii else None
         self.head_lii = BranchHead(width, num_classes) if ex.lii else None
-        self.loss_cfg = loss_cfg if loss_cfg is not None else LossConfig()
-        self.id_loss = build_id_loss(self.loss_cfg)
-        self.metric_loss = build_metric_loss(self.loss_cfg)
-        self.metric_name = metric_loss_name(self.loss_cfg)
+        self.init_losses(loss_cfg)
         logger.info("X-ReID: CPC %s, SII %s, LII %s, CII %s, MII %.2fM parameters",
                     "off" if self.cpc is None else f"{ex.memory}/{ex.update_source}/{ex.contrast} (mu {ex.momentum})",
                     f"depth {ex.sii_depth} S={ex.sii_stride}" if ex.sii else "off",
@@ -348,7 +276,7 @@ class XReID(ReIDModel):
         return torch.cat([self.bn_feat(feat), self.bn_proj(proj)], dim=1)  # (B, D + d)
 
     @torch.no_grad()
-    def refresh_memories(self, tracklets: Sequence[Tracklet], data_cfg: Any, device: torch.device,
+    def refresh_memories(self, batches: Iterable[dict[str, Tensor]], device: torch.device,
                          amp_dtype: Optional[torch.dtype] = None) -> None:
         """Re-extract the CPC memories from the training tracklets (D9).
 
@@ -357,16 +285,17 @@ class XReID(ReIDModel):
         is returned to its previous mode.
 
         Args:
-            tracklets: training tracklets of both modalities (labels 0..N_c-1).
-            data_cfg: the experiment's ``DataConfig`` (size, normalisation, batch size, workers).
+            batches: test batches of the training tracklets of both modalities (labels 0..N_c-1),
+                clips sampled by ``memory_sampling``: ``trainer.tracklet_loader(tracklets,
+                self.extra.memory_sampling)``.
             device: where the model lives.
             amp_dtype: autocast dtype of the extraction (``trainer.amp.dtype``), or ``None``.
         """
         if self.cpc is None:
             return
         feats_t, labels, modality = extract_tracklet_features(
-            self.memory_features, self, tracklets, data_cfg, self.extra.memory_sampling, device, amp_dtype,
-            use_camid=self.extra.memory_sie)  # (n, D + d)
+            self.memory_features, self, batches, device, amp_dtype, use_camid=self.extra.memory_sie,
+            desc="X-ReID: CPC memories")  # (n, D + d)
         self.cpc.initialize(feats_t, labels, modality)
         logger.info("X-ReID: CPC memories extracted from %d training tracklets", feats_t.shape[0])
 
@@ -374,11 +303,12 @@ class XReID(ReIDModel):
         """Refill the CPC memories at every epoch start (or only once with ``memory_refresh=once``)."""
         if self.cpc is None or (self.extra.memory_refresh == "once" and bool(self.cpc.initialized)):
             return
-        self.refresh_memories(trainer.dataset.train, trainer.cfg.data, trainer.device, trainer.amp.dtype)
+        self.refresh_memories(trainer.tracklet_loader(trainer.dataset.train, self.extra.memory_sampling),
+                              trainer.device, trainer.amp.dtype)
 
     # -- optimiser ------------------------------------------------------------------------
     def param_groups(self, optim_cfg: Any) -> list[dict]:
-        """Released LR rules (reference/xreid.md 4.4): lr x bias_lr_mult for biases, x head_lr_mult
+        """Released LR rules (docs/decisions/xreid.md#optimiser-and-learning-rate-groups): lr x bias_lr_mult for biases, x head_lr_mult
         for ``classifier`` names and again for MII names (compounding); weight decay
         ``bias_weight_decay`` for biases, else ``weight_decay``. Frozen parameters are left out.
 

@@ -1,0 +1,294 @@
+"""The paper path walked as a new user would (issue 17, "Why" 1-7): each failure has a test here.
+
+1. BUPTCampus configs read ``${REPROLIB_BUPT}`` under the paper profile, not the HITSZ-VCM root;
+2. a notebook applies each dataset's root only to the rows of that dataset;
+3. the CLIP weights reach the CLIP rows only, the ResNet-50 weights CMFT's streams only;
+4. ``make reproduce-* PROFILE=paper`` builds no miniature world;
+5. empty evaluation sets are found before training, every problem in one error;
+6. progress shows headless (papermill ``log_output``; a log line with an ETA off a terminal);
+7. ``eval RUN_DIR`` needs no pretrained file; a paper run on a machine without CUDA needs an explicit
+   ``device=cpu``; ``weights check`` checks a ResNet-50 file and reports a misfit in a few lines;
+   passes over the training set show progress; CLIP-ReID's stage 1 loads no batch and logs the
+   prompt learning rate.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from reprolib import PROJECT_ROOT
+from reprolib.config import CONFIG_DIR, load_config
+from reprolib.workbook.session import DATASET_ROOTS, Workbook
+from reprolib.workbook.targets import load_targets
+
+ENV_OF = {ds: env for ds, (_, env) in DATASET_ROOTS.items()}
+
+
+def _all_row_configs() -> set[tuple[str, tuple[str, ...]]]:
+    out = set()
+    for paper in ("xreid", "vld", "cmft"):
+        for target in load_targets(paper).values():
+            for spec in target.rows:
+                if spec.config:
+                    out.add((spec.config, tuple(target.overrides_for(spec, "paper"))))
+    return out
+
+
+# ------------------------------------------------------------------------------ 1. dataset roots
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) + ["xreid+bupt", "clipreid+bupt"])
+def test_every_paper_config_reads_its_own_dataset_root(name):
+    cfg = load_config(name, "paper")
+    assert cfg.data.root == "${%s}" % ENV_OF[cfg.data.dataset], (name, cfg.data.dataset, cfg.data.root)
+
+
+def test_every_paper_row_tests_on_its_own_dataset_root():
+    for name, overrides in _all_row_configs():
+        cfg = load_config(name, "paper", list(overrides))
+        assert cfg.data.root == "${%s}" % ENV_OF[cfg.data.dataset], (name, overrides)
+        if cfg.eval.dataset and cfg.eval.root:
+            assert cfg.eval.root == "${%s}" % ENV_OF[cfg.eval.dataset], (name, overrides)
+
+
+# ------------------------------------------------------------------- 2-3. per-dataset, per-backbone
+def test_workbook_routes_each_root_and_weights_file_to_its_rows_only():
+    wb = Workbook("paper", data_root="/d/vcm", bupt_root="/d/bupt", sysu_root="/d/sysu", regdb_root="/d/regdb",
+                  clip_weights="/w/clip.pt", resnet_weights="/w/r50.pth")
+    assert wb.config("xreid").data.root == "/d/vcm"
+    assert wb.config("xreid+bupt").data.root == "/d/bupt"
+    assert wb.config("vld_bupt").data.root == "/d/bupt"
+    assert wb.config("cmft_sysu").data.root == "/d/sysu"
+    assert wb.config("cmft_regdb").data.root == "/d/regdb"
+    assert wb.config("xreid").model.backbone.weights_path == "/w/clip.pt"
+    assert wb.config("cmft").model.backbone.weights_path == "/w/r50.pth"
+    cross = wb.config("vld", "eval.dataset=bupt", "eval.root=${REPROLIB_BUPT}")  # VLD Table VIII
+    assert (cross.data.root, cross.eval.root) == ("/d/vcm", "/d/bupt")
+
+
+def test_workbook_applies_nothing_given_for_one_dataset_or_backbone_to_another():
+    wb = Workbook("paper", data_root="/d/vcm", clip_weights="/w/clip.pt")
+    assert wb.config("xreid+bupt").data.root == "${REPROLIB_BUPT}"
+    assert wb.config("cmft_sysu").data.root == "${REPROLIB_SYSU}"
+    assert wb.config("cmft").model.backbone.weights_path == ""  # CMFT's ResNet streams: not the CLIP file
+    wb = Workbook("paper", resnet_weights="/w/r50.pth")
+    assert wb.config("vld").model.backbone.weights_path == ""
+
+
+def test_embedded_and_smoke_configs_are_unchanged_by_the_routing():
+    for profile in ("smoke", "embedded"):
+        for name in ("xreid", "xreid+bupt", "cmft", "vld_bupt"):
+            assert Workbook(profile).config(name) == load_config(name, profile)
+
+
+def test_notebook_run_passes_each_root_and_logs_the_kernel_output(monkeypatch, tmp_path):
+    import papermill as pm
+
+    from reprolib.workbook import runner
+
+    seen = {}
+
+    def fake_execute(src, dst, parameters, **kwargs):
+        seen.update(parameters=parameters, **kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pm, "execute_notebook", fake_execute)
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    with pytest.raises(RuntimeError, match="stop here"):
+        runner.run_notebook("xreid_table3", "paper", data_root="/d/vcm", bupt_root="/d/bupt",
+                            clip_weights="/w/clip.pt", resnet_weights="/w/r50.pth")
+    assert seen["log_output"] is True  # the kernel's log lines reach the terminal that ran make
+    p = seen["parameters"]
+    assert (p["data_root"], p["bupt_root"], p["clip_weights"], p["resnet_weights"]) == \
+        ("/d/vcm", "/d/bupt", "/w/clip.pt", "/w/r50.pth")
+
+
+# ------------------------------------------------------------------------------ 4. make, no world
+def _make_n(*args: str) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    out = subprocess.run(["make", "-n", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_make_paper_profile_builds_no_miniature_world():
+    out = _make_n("reproduce-xreid-table3", "PROFILE=paper", "DATA_ROOT=/d/vcm", "BUPT_ROOT=/d/bupt",
+                  "CLIP_WEIGHTS=/w/clip.pt", "RESNET50_WEIGHTS=/w/r50.pth")
+    assert "data synth" not in out
+    line = next(ln for ln in out.splitlines() if "notebook run" in ln)
+    for flag in ("--profile paper", "--data-root /d/vcm", "--bupt-root /d/bupt", "--clip-weights /w/clip.pt",
+                 "--resnet-weights /w/r50.pth"):
+        assert flag in line, (flag, line)
+    assert "data synth" in _make_n("reproduce-xreid-table3")  # the embedded default still builds it
+
+
+# ------------------------------------------------------------------------ 5. checks before training
+def test_preflight_lists_every_problem_in_one_error(monkeypatch, tmp_path):
+    from reprolib.experiments.preflight import PreflightError, check_configs
+
+    for env in ("REPROLIB_DATA", "REPROLIB_BUPT", "CLIP_WEIGHTS", "RESNET50_WEIGHTS"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfgs = [load_config("xreid", "paper"), load_config("xreid+bupt", "paper"), load_config("cmft", "paper")]
+    with pytest.raises(PreflightError) as e:
+        check_configs(cfgs, "xreid table3")
+    msg = str(e.value)
+    for needle in ("REPROLIB_DATA", "REPROLIB_BUPT", "ViT-B-16-quickgelu", "resnet50", "DEVICE=cpu"):
+        assert needle in msg, (needle, msg)
+
+
+def test_empty_bupt_test_set_is_an_error_before_training(tmp_path):
+    from reprolib.data.synthetic import write_world
+    from reprolib.engine.trainer import Trainer
+
+    root = write_world(tmp_path / "bupt", "smoke", 0, "bupt", workers=0, progress=False)
+    cfg = load_config("baseline_bupt", "smoke", [f"data.root={root}", "data.bupt_eval_mode=official", "device=cpu"])
+    with pytest.raises(ValueError, match="before training.*bupt_eval_mode=full"):
+        Trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+# --------------------------------------------------------------------------------- 6. progress
+def test_progress_log_writes_lines_with_an_eta_off_a_terminal(caplog):
+    from reprolib.utils.progress import ProgressLog
+
+    with caplog.at_level(logging.INFO):
+        with ProgressLog(4, "train xreid", every_s=0.0, logger=logging.getLogger("reprolib.test")) as bar:
+            for _ in range(3):
+                bar.update(1, loss=1.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("train xreid 2/4 step loss 1.5000" in ln and "eta" in ln for ln in lines), lines
+    assert "done in" in lines[-1]
+
+
+def test_training_set_passes_show_progress(caplog, monkeypatch):
+    from reprolib.models.base import extract_tracklet_features
+
+    monkeypatch.setenv("REPROLIB_PROGRESS_EVERY", "0")
+    batches = [{"frames": torch.zeros(2, 3, 3, 8, 4), "pid": torch.tensor([0, 1]), "camid": torch.tensor([1, 1]),
+                "modality": torch.tensor([1, 2])}] * 3
+    with caplog.at_level(logging.INFO):
+        feats, _, _ = extract_tracklet_features(lambda x, c: x.flatten(1)[:, :5], torch.nn.Identity(), batches,
+                                                torch.device("cpu"), desc="X-ReID: CPC memories")
+    assert feats.shape == (6, 5)
+    assert any("X-ReID: CPC memories 2/3 batch" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------- 7. small items
+def test_paper_run_on_a_machine_without_cuda_needs_an_explicit_cpu(monkeypatch):
+    from reprolib.engine.trainer import check_run_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="DEVICE=cpu"):
+        check_run_device(load_config("vld", "paper"))
+    check_run_device(load_config("vld", "paper", ["device=cpu"]))  # said explicitly: fine
+    check_run_device(load_config("vld", "embedded"))  # the miniature runs on the CPU by design
+
+
+def test_eval_of_a_run_needs_no_pretrained_file(tmp_path, monkeypatch):
+    from reprolib.data.synthetic import write_world
+    from reprolib.engine import trainer as T
+    from reprolib.models import weights as W
+
+    root = write_world(tmp_path / "vcm", "smoke", 0, "vcm", workers=0, progress=False)
+    cfg = load_config("baseline", "smoke", [f"data.root={root}", "device=cpu", "train.epochs=1",
+                                            "train.iters_per_epoch=1"])
+    run = tmp_path / "run"
+    T.train_experiment(cfg, run)
+    trained = torch.load(run / "last.pt", weights_only=True)["model"]
+
+    def no_files(arch, pretrained="openai", weights_path=None):
+        if pretrained != "none":
+            raise W.WeightsNotFoundError(f"no {arch} weights here")
+        return None
+
+    monkeypatch.setattr(W, "resolve_weights", no_files)
+    _, _, model, _ = T.load_trained(run)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+
+
+def _save_resnet(path: Path, depth: int = 50) -> Path:
+    import torchvision
+
+    net = torchvision.models.resnet50() if depth == 50 else torchvision.models.resnet18()
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_weights_check_checks_a_resnet50_file(tmp_path, capsys):
+    from reprolib.models.cmft.resnet import weights_main as main
+
+    path = _save_resnet(tmp_path / "resnet50-0676ba61.pth")
+    assert main(["--weights-path", str(path)]) == 0  # recognised from its key names
+    report = json.loads(capsys.readouterr().out)
+    assert report["backbone"] == "resnet50" and report["path"] == str(path)
+
+
+def test_a_misfit_is_reported_in_a_few_lines(tmp_path, capsys):
+    from reprolib.models.cmft.resnet import weights_main as main
+
+    path = _save_resnet(tmp_path / "resnet18.pth", depth=18)
+    assert main(["--backbone", "resnet50", "--weights-path", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err) < 1500 and "missing from the file" in err and "torchvision ResNet" in err, err
+    assert main(["--backbone", "clip", "--weights-path", str(path)]) == 1  # a ResNet given as CLIP
+    err = capsys.readouterr().err
+    assert len(err) < 2500 and "looks like a torchvision ResNet" in err, err
+
+
+def test_clipreid_stage1_loads_no_batch_and_logs_the_prompt_lr(tmp_path, monkeypatch):
+    from reprolib.data import video
+    from reprolib.data.synthetic import write_world
+    from reprolib.engine import trainer as T
+
+    loaded = []
+    original = video.PairedClipDataset.__getitems__
+
+    def counting(self, keys):
+        loaded.extend(keys)
+        return original(self, keys)
+
+    monkeypatch.setattr(video.PairedClipDataset, "__getitems__", counting)
+    root = write_world(tmp_path / "vcm", "smoke", 0, "vcm", workers=0, progress=False)
+    cfg = load_config("clipreid", "smoke", [f"data.root={root}", "device=cpu"])
+    assert cfg.model.extra["stage1_epochs"] == 1 and cfg.train.iters_per_epoch == 3
+    seen = []
+
+    class Recording(T.Trainer):
+        def on_step_end(self, record):
+            groups = {g.get("name"): g["lr"] for g in self.optimizer.param_groups}
+            seen.append((record["lr"], groups["prompt"], self.optimizer.param_groups[0]["lr"]))
+
+    (tmp_path / "run").mkdir()
+    Recording(cfg, tmp_path / "run").train()
+    per_batch = cfg.data.num_ids * cfg.data.num_pos
+    assert len(loaded) == per_batch * 3  # stage 2's three steps only
+    for logged, prompt, first in seen[:3]:  # stage 1 trains the prompts: their lr is logged
+        assert logged == prompt and prompt != first
+    for logged, _, first in seen[3:]:
+        assert logged == first
+
+
+# ------------------------------------------------------------------------------------- plan (C)
+def test_plan_counts_each_shared_run_once(monkeypatch, capsys):
+    from reprolib.workbook import plan as P
+
+    monkeypatch.setattr(P, "_macs_per_frame", lambda config, profile, overrides: 20e9)
+    table = P.plan(["xreid_table1", "xreid_table3"])
+    cfg = load_config("xreid", "paper")
+    full = table[(table["notebook"] == "xreid_table3") & (table["config"] == "xreid")].iloc[0]
+    assert full["steps"] == cfg.train.epochs * cfg.train.iters_per_epoch
+    assert full["frames/step"] == 2 * cfg.data.num_ids * cfg.data.num_pos * cfg.data.seq_len
+    assert full["GFLOPs/step"] == pytest.approx(6 * 20 * full["frames/step"])
+    assert full["shared"]  # the full X-ReID model of Table 3 is Table 1's run: counted once
+    assert P.main(["xreid_table3"]) == 0
+    out = capsys.readouterr().out
+    assert "ASSUMED 100 TFLOP/s" in out and "workbook:" in out
