@@ -292,3 +292,18 @@ def test_plan_counts_each_shared_run_once(monkeypatch, capsys):
     assert P.main(["xreid_table3"]) == 0
     out = capsys.readouterr().out
     assert "ASSUMED 100 TFLOP/s" in out and "workbook:" in out
+
+
+def test_a_notebook_checks_every_row_before_the_first_trains(monkeypatch, tmp_path):
+    from reprolib.experiments.preflight import PreflightError
+    from reprolib.workbook.targets import get_target, reproduce
+
+    for env in ("REPROLIB_DATA", "REPROLIB_BUPT"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    trained = []
+    monkeypatch.setattr("reprolib.experiments.runstore.ensure_world", lambda cfg: trained.append(cfg))
+    with pytest.raises(PreflightError) as e:
+        reproduce(get_target("xreid", "table3"), Workbook("paper", device="cpu"))
+    assert "REPROLIB_DATA" in str(e.value) and "REPROLIB_BUPT" in str(e.value)  # both datasets, one error
+    assert not trained  # nothing started

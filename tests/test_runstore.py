@@ -175,6 +175,34 @@ def test_editing_shared_code_or_adding_a_family_keeps_every_run_key(tmp_path):
     assert edited["code"] != present["code"]  # provenance does see the change
 
 
+def test_runs_status_sorts_runs_by_the_code_they_were_trained_with(tmp_path):
+    import yaml
+
+    from reprolib.config import to_dict
+    from reprolib.engine.provenance import code_record
+    from reprolib.experiments.runstore import run_name
+    from reprolib.experiments.status import format_status, store_status
+
+    cfg = load_config("vld", "smoke")
+    present = code_record("vld")
+    records = {"current": present, "own": {**present, "own": "0" * 12}, "shared": {**present, "shared": "1" * 12},
+               "unknown": None}
+    for seed, (what, record) in enumerate(records.items(), start=1):
+        c = load_config("vld", "smoke", [f"seed={seed}"])
+        run_dir = tmp_path / run_name(c)
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c)))
+        (run_dir / "metrics.json").write_text(json.dumps({"eval": {}, "train_time_s": 3600.0}))
+        (run_dir / "provenance.json").write_text(json.dumps({"code": record} if record else {}))
+    (tmp_path / f"{cfg.name}-000000000000").mkdir()  # a run under a key that is not its config's
+    (tmp_path / f"{cfg.name}-000000000000/config.yaml").write_text((tmp_path / run_name(cfg) / "config.yaml").read_text())
+    (tmp_path / f"{cfg.name}-000000000000/metrics.json").write_text(json.dumps({"eval": {}, "train_time_s": 1800.0}))
+    s = store_status(tmp_path)["vld"]
+    assert [len(s.current), len(s.family_code), len(s.shared_code), len(s.unknown), len(s.stale_key)] == [1, 1, 1, 1, 1]
+    assert s.retrain_s == 3 * 3600 + 1800
+    assert "3.5 h" in format_status({"vld": s})
+
+
 def test_code_version_ignores_docstrings_but_not_code():
     from reprolib.engine.provenance import _strip_docstrings
 

@@ -15,6 +15,7 @@ Usage::
 
     .venv/bin/python tools/migrate_run_keys.py --dry-run          # every results/<profile>/runs
     .venv/bin/python tools/migrate_run_keys.py --rev 3ff5833
+    .venv/bin/python tools/migrate_run_keys.py --refresh-code    # after a passing behaviour guard
 """
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ from pathlib import Path
 
 from reprolib import PROJECT_ROOT
 from reprolib.config import load_config
-from reprolib.engine.provenance import code_version
+from reprolib.engine.provenance import code_record
 from reprolib.experiments.runstore import run_name
-from reprolib.models.registry import results_version
 from reprolib.utils import atomic_write_json
 from reprolib.utils.io import read_json
 
 #: The last revision whose run keys hashed the code.
 LAST_CODE_KEYED_REV = "3ff5833"
+#: How a migrated run's code version was recorded: the code of the migration, which the behaviour guard
+#: (tests/test_behaviour_guard.py) shows computes what the code that trained the run computed.
+RECORDED = "at migration (the behaviour guard: same results as the code that trained it)"
 #: Text files of a results tree that may name a run directory.
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".ipynb", ".md", ".yaml", ".txt")
 
@@ -103,10 +106,25 @@ def apply(store: Path, renames: dict[str, str], rev: str) -> int:
         family = load_config(str(store / new / "config.yaml")).model.name
         prov["migrated"] = {"from": old, "scheme": f"code-hash keys of {rev}",
                             "note": "renamed by tools/migrate_run_keys.py; config and metrics unchanged"}
-        prov["code"] = {"family": family, "version": code_version(family),
-                        "results_version": results_version(family), "recorded": "at migration"}
+        prov["code"] = {**code_record(family), "recorded": RECORDED}
         atomic_write_json(prov_path, prov)
     return rewritten
+
+
+def refresh_code(store: Path) -> int:
+    """Record the present code as the code of every migrated run (``--refresh-code``), for a commit
+    whose behaviour guard passes: that is what vouches that the present code computes what trained
+    them. Returns the number of runs updated."""
+    n = 0
+    for prov_path in sorted(store.glob("*/provenance.json")):
+        prov = read_json(prov_path)
+        if "migrated" not in prov:
+            continue
+        family = load_config(str(prov_path.parent / "config.yaml")).model.name
+        prov["code"] = {**code_record(family), "recorded": RECORDED}
+        atomic_write_json(prov_path, prov)
+        n += 1
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rev", default=LAST_CODE_KEYED_REV, help="revision whose code keyed the runs")
     ap.add_argument("--store", action="append", help="run store(s); default every results/<profile>/runs")
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--refresh-code", action="store_true",
+                    help="only re-record the present code as that of the migrated runs (run the behaviour guard first)")
     args = ap.parse_args(argv)
     stores = [Path(s) for s in args.store] if args.store else sorted((PROJECT_ROOT / "results").glob("*/runs"))
+    if args.refresh_code:
+        for store in stores:
+            print(f"{store}: recorded the present code for {refresh_code(store)} migrated runs")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         old_name = legacy_keyer(args.rev, Path(tmp))
         for store in stores:

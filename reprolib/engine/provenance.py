@@ -39,7 +39,8 @@ import yaml
 from reprolib.config import to_dict
 from reprolib.utils.io import atomic_write_json, atomic_write_text, read_json
 
-__all__ = ["collect_provenance", "write_provenance", "git_info", "code_version", "family_files", "CODE_PACKAGES"]
+__all__ = ["collect_provenance", "write_provenance", "git_info", "code_version", "code_versions", "code_record",
+           "family_files", "CODE_PACKAGES"]
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,15 @@ def _hash_files(h: "hashlib._Hash", files: list[Path], base: Path) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def code_version(family: str) -> str:
-    """Semantic hash (12 hex digits) of the code a family's runs execute: the shared code of
-    :data:`CODE_PACKAGES` (every registered family's own files left out) and the family's own files
-    (:func:`family_files`). Docstrings and comments are ignored, so editing them keeps the version.
-    Provenance only: never part of a run key."""
+def code_versions(family: str) -> dict[str, str]:
+    """Semantic hashes (12 hex digits each) of the code a family's runs execute, docstrings and
+    comments ignored (editing them keeps the versions). Provenance only: never part of a run key.
+
+    Returns:
+        ``{"shared": ..., "own": ..., "version": ...}``: the shared code of :data:`CODE_PACKAGES`
+        (every registered family's own files left out), the family's own files
+        (:func:`family_files`), and the two together.
+    """
     from reprolib.models.registry import list_models
 
     owned = {name: family_files(name)[1] for name in list_models()}
@@ -101,14 +106,29 @@ def code_version(family: str) -> str:
         return sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()
                       and "__pycache__" not in p.parts)
 
-    h = hashlib.sha256()
     shared = [p for pkg in CODE_PACKAGES for p in code_files(_PACKAGE_ROOT / pkg)
               if not any(inside(p, own) for own in owned.values())]
-    _hash_files(h, shared, _PACKAGE_ROOT)
     own = owned[family]
     mine = code_files(own) if own.is_dir() else [own]
-    _hash_files(h, mine, own.parent)
-    return h.hexdigest()[:12]
+    hashes = {}
+    for part, files, base in (("shared", shared, _PACKAGE_ROOT), ("own", mine, own.parent)):
+        h = hashlib.sha256()
+        _hash_files(h, files, base)
+        hashes[part] = h.hexdigest()[:12]
+    hashes["version"] = hashlib.sha256((hashes["shared"] + hashes["own"]).encode()).hexdigest()[:12]
+    return hashes
+
+
+def code_version(family: str) -> str:
+    """The combined code version of :func:`code_versions` (12 hex digits)."""
+    return code_versions(family)["version"]
+
+
+def code_record(family: str) -> dict[str, Any]:
+    """What ``provenance.json`` records under ``"code"``: family, code versions, results version."""
+    from reprolib.models.registry import results_version
+
+    return {"family": family, **code_versions(family), "results_version": results_version(family)}
 
 
 def git_info(repo: Path = _REPO_ROOT) -> dict[str, Any]:
@@ -196,10 +216,7 @@ def write_provenance(run_dir: str | os.PathLike, cfg: Any, world_size: int = 1,
     record = collect_provenance(world_size)
     family = getattr(getattr(cfg, "model", None), "name", None)
     if family:
-        from reprolib.models.registry import results_version
-
-        record["code"] = {"family": family, "version": code_version(family),
-                          "results_version": results_version(family)}
+        record["code"] = code_record(family)
     record.update(extra or {})
     path = run_dir / "provenance.json"
     if path.is_file():

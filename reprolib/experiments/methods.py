@@ -8,7 +8,7 @@ on ``REPROLIB_FAMILY_PATH``; see ``docs/new_method.md``), trained with the same 
 store (:func:`method_store`).
 
 Before anything trains, :func:`check_protocol` refuses a config whose test protocol differs from the
-references' (dataset, length filter, test clips, directions, ranks, the BUPTCampus gallery mode):
+references' (dataset, length filter, test-clip sampling, directions, ranks, the BUPTCampus gallery mode):
 numbers measured under another protocol are not comparable, whatever the table would show.
 
 Example::
@@ -30,13 +30,16 @@ from reprolib.experiments.runstore import Run, default_store, get_run
 from reprolib.experiments.spread import SPREAD_ROWS, seed_runs, seed_table
 from reprolib.workbook.targets import get_target
 
-__all__ = ["PROTOCOL_KEYS", "check_protocol", "method_runs", "method_store", "methods_table"]
+__all__ = ["PROTOCOL_KEYS", "check_protocol", "format_methods_table", "method_runs", "method_store", "methods_table"]
 
 log = logging.getLogger(__name__)
 
-#: The config keys that define the test protocol (what is tested and how it is scored).
+#: The config keys that define the test protocol: which tracklets are tested, how test clips are
+#: drawn from them and how the ranking is scored. A method's own input and scoring choices stay its
+#: own, as they are in the papers: the clip length (CMFT tests 7 frames, the others 6), the image
+#: size and the distance (VLD: inner product; X-ReID, CMFT: cosine).
 PROTOCOL_KEYS: tuple[str, ...] = (
-    "data.dataset", "data.layout", "data.min_seq_len", "data.seq_len", "data.test_sampling",
+    "data.dataset", "data.layout", "data.min_seq_len", "data.test_sampling",
     "data.bupt_eval_mode", "data.bupt_eval_batch", "eval.directions", "eval.max_rank", "eval.dataset",
 )
 
@@ -126,3 +129,18 @@ def methods_table(runs: Mapping[str, Sequence[Run]], metrics: Sequence[str] = ("
         row["runs"] = ", ".join(run.path.name for run in runs[model])
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
+
+
+def format_methods_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`methods_table` for reading: ``seeds`` and one ``"mean ± std"`` string per direction and
+    metric (the mean alone for a single seed), columns grouped as ``(direction, metric)``."""
+    out = pd.DataFrame(index=table.index)
+    out[("", "seeds")] = table["seeds"]
+    for col in (c for c in table.columns if c not in ("seeds", "runs") and not c.endswith(" std")):
+        direction, metric = col.split(" ", 1)
+        std = table[f"{col} std"]
+        out[(direction, metric)] = [f"{m:.{digits}f}" if pd.isna(sd) else f"{m:.{digits}f} ± {sd:.{digits}f}"
+                                    for m, sd in zip(table[col], std)]
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out
+

@@ -1,11 +1,12 @@
 """``python -m reprolib runs status``: which stored runs the present code would train differently.
 
 A run's key does not hash the code (``reprolib.experiments.runstore``), so a committed run stays
-current when shared code moves. Its ``provenance.json`` records the code version of its family
-(``reprolib.engine.provenance.code_version``). This report lists, per family, the runs whose
-recorded code differs from the present code, and what retraining them would cost (their recorded
-training time), so a developer can decide whether a change that the behaviour guard accepted is
-worth retraining for. It also lists runs whose directory is no longer their key (a results-version
+current when shared code moves. Its ``provenance.json`` records the code versions of its family
+(``reprolib.engine.provenance.code_versions``: the shared code and the family's own folder). This
+report lists, per family, the runs whose recorded code differs from the present code, split into
+runs whose *family* code changed (the likelier to compute something else) and runs where only
+shared code did, and what retraining them would cost (their recorded training time), so a developer
+can decide whether a change that the behaviour guard accepted is worth retraining for. It also lists runs whose directory is no longer their key (a results-version
 bump or a schema change): those are not found by the notebooks any more and need retraining.
 
 Example::
@@ -37,18 +38,20 @@ class FamilyStatus:
 
     Attributes:
         family: ``model.name``.
-        present: the present code version of the family.
+        present: the present code versions of the family (``code_versions``).
         current: runs trained (or migrated) with the present code.
-        other_code: ``(run, recorded code version)`` of runs trained with other code.
+        family_code: runs trained with other code of the family's own folder.
+        shared_code: runs whose family code is the present one but the shared code is not.
         unknown: runs with no recorded code version.
         stale_key: runs whose directory name is not their present key.
-        retrain_s: recorded training time of ``other_code`` and ``stale_key`` runs, in seconds.
+        retrain_s: recorded training time of the runs of every list but ``current``, in seconds.
     """
 
     family: str
-    present: str
+    present: dict
     current: list[str] = field(default_factory=list)
-    other_code: list[tuple[str, str]] = field(default_factory=list)
+    family_code: list[str] = field(default_factory=list)
+    shared_code: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     stale_key: list[str] = field(default_factory=list)
     retrain_s: float = 0.0
@@ -63,7 +66,7 @@ def _read_json(path: Path) -> dict:
 
 def store_status(store: Path) -> dict[str, FamilyStatus]:
     """Status of every finished run of ``store``, per family (see :class:`FamilyStatus`)."""
-    from reprolib.engine.provenance import code_version
+    from reprolib.engine.provenance import code_versions
 
     out: dict[str, FamilyStatus] = {}
     for metrics_path in sorted(store.glob("*/metrics.json")):
@@ -75,37 +78,41 @@ def store_status(store: Path) -> dict[str, FamilyStatus]:
             continue
         family = cfg.model.name
         if family not in out:
-            out[family] = FamilyStatus(family, code_version(family))
+            out[family] = FamilyStatus(family, code_versions(family))
         status = out[family]
-        recorded = (_read_json(run_dir / "provenance.json").get("code") or {}).get("version")
-        cost = float(_read_json(metrics_path).get("train_time_s") or 0.0)
+        recorded = _read_json(run_dir / "provenance.json").get("code") or {}
         if run_dir.name != run_name(cfg):
-            status.stale_key.append(run_dir.name)
-            status.retrain_s += cost
-        elif recorded is None:
-            status.unknown.append(run_dir.name)
-        elif recorded != status.present:
-            status.other_code.append((run_dir.name, recorded))
-            status.retrain_s += cost
+            bucket = status.stale_key
+        elif "own" not in recorded or "shared" not in recorded:
+            bucket = status.unknown
+        elif recorded["own"] != status.present["own"]:
+            bucket = status.family_code
+        elif recorded["shared"] != status.present["shared"]:
+            bucket = status.shared_code
         else:
-            status.current.append(run_dir.name)
+            bucket = status.current
+        bucket.append(run_dir.name)
+        if bucket is not status.current:
+            status.retrain_s += float(_read_json(metrics_path).get("train_time_s") or 0.0)
     return out
 
 
 def format_status(status: dict[str, FamilyStatus], verbose: bool = False) -> str:
     """A table (one line per family) and, with ``verbose``, the runs behind each count."""
-    lines = [f"{'family':<10} {'code now':<13} {'current':>7} {'other code':>10} {'stale key':>9} "
-             f"{'unknown':>7} {'retrain':>9}"]
+    lines = [f"{'family':<10} {'current':>7} {'own code':>8} {'shared code':>11} {'stale key':>9} "
+             f"{'unknown':>7} {'retrain':>8}"]
     for fam in sorted(status):
         s = status[fam]
-        lines.append(f"{fam:<10} {s.present:<13} {len(s.current):>7} {len(s.other_code):>10} "
-                     f"{len(s.stale_key):>9} {len(s.unknown):>7} {s.retrain_s / 3600:>8.1f}h")
+        lines.append(f"{fam:<10} {len(s.current):>7} {len(s.family_code):>8} {len(s.shared_code):>11} "
+                     f"{len(s.stale_key):>9} {len(s.unknown):>7} {s.retrain_s / 3600:>7.1f}h")
         if verbose:
-            lines += [f"    other code ({code}): {run}" for run, code in s.other_code]
-            lines += [f"    stale key: {run}" for run in s.stale_key]
-            lines += [f"    no recorded code: {run}" for run in s.unknown]
+            for what, runs in (("own code changed", s.family_code), ("shared code changed", s.shared_code),
+                               ("stale key", s.stale_key), ("no recorded code", s.unknown)):
+                lines += [f"    {what}: {run}" for run in runs]
     total = sum(s.retrain_s for s in status.values())
-    lines.append(f"retraining every run trained with other code or under a stale key: {total / 3600:.1f} h "
+    lines.append("own code / shared code: runs trained with other code of the family's own folder / of the "
+                 "shared packages (the behaviour guard vouches for their results; retrain when in doubt)")
+    lines.append(f"retraining every run that is not current: {total / 3600:.1f} h "
                  "(recorded training time, on the machines that trained them)")
     return "\n".join(lines)
 

@@ -135,12 +135,12 @@ def target_cells(target: Target) -> dict[str, list]:
     metrics = ", ".join(repr(m) for m in target.metrics)
     chosen = dict(c.with_row.split("=", 1) for c in target.claims if "=" in c.with_row)  # the paper's picks
     plot = (f'''fig = viz.sweep_plot(rep.table, metrics=({metrics},), chosen={chosen!r}, directions=target.directions,
-                     title="{PAPER_SHORT[target.paper]} {target.item} — ours: " + profile)
+                     title="{PAPER_SHORT[target.paper]} {target.item} — ours: " + wb.out_profile)
 wb.save_figure(fig, "{target.paper}_{target.item}_sweep")
 display(fig)
 plt.close(fig)''' if is_sweep(target) else
             f'''fig = viz.paper_vs_ours_panels(rep.table, metrics=({metrics},), rows=[r.row for r in target.rows if r.config],
-                               title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{profile}} profile")
+                               title=f"{PAPER_SHORT[target.paper]} {target.item} — ours: {{wb.out_profile}} profile")
 wb.save_figure(fig, "{target.paper}_{target.item}")
 display(fig)
 plt.close(fig)''')

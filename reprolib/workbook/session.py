@@ -85,6 +85,9 @@ class Workbook:
 
             if profile != "paper":
                 raise ValueError(f"rehearsal=True rehearses the paper profile; got profile={profile!r}")
+            log.warning("REHEARSAL of the paper profile (docs/rehearsal.md): random stand-in weights, a "
+                        "paper-resolution miniature world, truncated schedules; outputs in results/rehearsal/, "
+                        "and their numbers mean nothing")
             setup = R.prepare()  # stand-in weights and the paper-resolution world (written once)
             # a rehearsal never reads real data or real weights: the stand-ins replace whatever was given,
             # and the environment too, for the code paths that read it (cost and timing tables)
@@ -149,7 +152,7 @@ class Workbook:
             cfg = self.config(name, *extra)
             try:
                 get_run(cfg, train=False, store=self.store)
-            except FileNotFoundError:
+            except Exception:  # noqa: BLE001 - not stored, or not even keyable (a root not set): check it
                 pending.append(cfg)
         if pending:
             check_configs(pending, what)

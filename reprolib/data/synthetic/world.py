@@ -114,7 +114,7 @@ WORLD_SPECS: dict[str, WorldSpec] = {
     "smoke": WorldSpec(
         name="smoke",
         num_train_ids=5,
-        num_test_ids=5,
+        num_test_ids=4,
         num_aux_ids=2,
         num_cameras=3,
         cams_per_modality=(1, 2),
@@ -149,7 +149,7 @@ WORLD_SPECS: dict[str, WorldSpec] = {
 WORLD_SPECS["rehearsal"] = WorldSpec(
     name="rehearsal",
     num_train_ids=2,
-    num_test_ids=3,
+    num_test_ids=2,
     num_aux_ids=1,
     num_cameras=3,
     cams_per_modality=(2, 2),
