@@ -126,6 +126,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="assumed sustained training throughput in TFLOP/s (default %(default)s; no calibration)")
     p.add_argument("--json", action="store_true", help="print the per-run table as JSON records")
     a = p.parse_args(argv)
+    # the models are built with random weights only to count MACs: their loading chatter is noise here
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("reprolib.models").setLevel(logging.ERROR)
     table = plan(_notebooks(a.notebook), a.profile, a.tflops)
     if a.json:
         sys.stdout.write(json.dumps(table.to_dict("records"), indent=1) + "\n")
