@@ -18,6 +18,7 @@ RESNET50_WEIGHTS ?=
 DEVICE       ?= auto
 REHEARSAL    ?=
 PAPER        ?=
+JOBS         ?= 2
 KERNEL       := reprolib
 STAMP        := $(VENV)/.installed
 WORLD        := data/synthvcm-$(PROFILE_WORLD)
@@ -76,9 +77,8 @@ weights-check: $(STAMP) ## report which CLIP and ResNet-50 weights the paper pro
 rehearsal-world: $(STAMP) ## write the rehearsal's stand-in weights and paper-resolution miniature world (docs/rehearsal.md)
 	$(PY) -m reprolib rehearse prepare
 
-rehearse: rehearsal-world ## render every table/figure notebook as a rehearsal of the paper profile on stand-ins (results/rehearsal/)
-	$(PY) -m reprolib notebook list --names $(if $(PAPER),--paper $(PAPER)) | grep -E '^(xreid|vld|cmft)_' | \
-	  while read nb; do $(PY) -m reprolib notebook run --profile paper --rehearsal --device $(DEVICE) $$nb || exit 1; done
+rehearse: rehearsal-world ## the quickstart and every table/figure notebook as a rehearsal of the paper profile (results/rehearsal/; JOBS=2 at a time)
+	$(PY) -m reprolib rehearse notebooks $(if $(PAPER),--paper $(PAPER)) --jobs $(JOBS) --device $(DEVICE)
 
 reproduce-quickstart: $(NB_DEPS) ## notebooks/00_quickstart: tour, baseline training, retrieval figure
 	$(NB) quickstart

@@ -7,7 +7,7 @@ Commands (each one line in ``python -m reprolib --help``)::
     weights check                        report the CLIP / ResNet-50 weights the paper profile would load
     train CONFIG [--profile P] [--set k=v ...]   train + evaluate; prints the run directory last
                                          (--rehearsal: the paper profile on stand-ins, docs/rehearsal.md)
-    rehearse {prepare|train CONFIG}      the rehearsal's stand-in weights and worlds; one rehearsal run
+    rehearse {prepare|train CONFIG|notebooks}   the rehearsal's stand-ins and worlds; one run; every notebook
     eval RUN_DIR                         re-evaluate a run's checkpoint
     runs status [--profile P]            stored runs trained with other code; retraining cost
     plan NOTEBOOK|all [--profile paper]  runs, steps, FLOPs/step, estimated hours per notebook and in all
@@ -150,6 +150,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
         "prepare": ("write the rehearsal's stand-in weights and paper-resolution worlds (docs/rehearsal.md)",
                     _delegate("reprolib.experiments.rehearsal")),
         "train": ("rehearse one paper config on stand-ins into results/rehearsal/runs", _rehearse_train),
+        "notebooks": ("render notebooks as rehearsals, JOBS at a time; a report of each one's status and wall time",
+                      _delegate("reprolib.workbook.rehearse")),
     },
     "train": {"": ("train and evaluate an experiment config", _train)},
     "eval": {"": ("re-evaluate a run directory", _eval)},

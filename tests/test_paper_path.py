@@ -307,3 +307,45 @@ def test_a_notebook_checks_every_row_before_the_first_trains(monkeypatch, tmp_pa
         reproduce(get_target("xreid", "table3"), Workbook("paper", device="cpu"))
     assert "REPROLIB_DATA" in str(e.value) and "REPROLIB_BUPT" in str(e.value)  # both datasets, one error
     assert not trained  # nothing started
+
+
+# ------------------------------------------------------------------------------ make rehearse
+def test_make_rehearse_renders_the_quickstart_and_every_table_notebook_each_taking_the_parameter():
+    from reprolib.workbook.rehearse import rehearsal_notebooks
+    from reprolib.workbook.runner import _parameter_names, discover, find
+
+    names = rehearsal_notebooks()
+    tables = [nb.key for nb in discover() if nb.paper]
+    assert len(tables) == 32 and names == ["quickstart", *tables]
+    assert rehearsal_notebooks("cmft") == [k for k in tables if k.startswith("cmft_")]
+    for name in names:
+        assert "rehearsal" in _parameter_names(find(name).path), name
+
+
+def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch, tmp_path, capsys):
+    from reprolib.experiments import rehearsal
+    from reprolib.workbook import rehearse
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    monkeypatch.setattr(rehearsal, "prepare", lambda *a, **k: None)
+    calls = []
+
+    def fake_call(cmd, stdout, stderr, env):  # a render: the notebook "vld_table3" fails
+        name = cmd[cmd.index("run") + 1]
+        calls.append((name, env["OMP_NUM_THREADS"], "--rehearsal" in cmd and "paper" in cmd))
+        stdout.write(f"INFO rendering\nValueError: boom in {name}\n")
+        return 1 if name == "vld_table3" else 0
+
+    monkeypatch.setattr(rehearse.subprocess, "call", fake_call)
+    monkeypatch.setattr(rehearse.os, "cpu_count", lambda: 2)
+    code = rehearse.main(["quickstart", "vld_table3", "cmft_table3", "--jobs", "2"])
+    assert code == 1
+    assert sorted(c[0] for c in calls) == ["cmft_table3", "quickstart", "vld_table3"]
+    assert all(threads == "1" and paper for _, threads, paper in calls)  # 2 cores shared by 2 renders
+    report = json.loads((tmp_path / "rehearsal" / "report.json").read_text())
+    assert report["failed"] == ["vld_table3"] and report["jobs"] == 2
+    assert [n["notebook"] for n in report["notebooks"]] == ["quickstart", "vld_table3", "cmft_table3"]
+    assert "boom in vld_table3" in report["notebooks"][1]["error"]
+    assert (tmp_path / "rehearsal" / "logs" / "cmft_table3.log").is_file()
+    out = capsys.readouterr().out
+    assert "2/3 rendered" in out and "FAILED" in out

@@ -241,6 +241,8 @@ def main_run(argv: Optional[list[str]] = None) -> int:
                    help="rehearse the paper profile on stand-ins into results/rehearsal/ (docs/rehearsal.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--output", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no papermill cell bar (the kernel's log lines still show); for logs written to a file")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="set another variable of the notebook's parameters cell (value read as YAML)")
     a = p.parse_args(argv)
@@ -252,7 +254,7 @@ def main_run(argv: Optional[list[str]] = None) -> int:
                 raise ValueError(f"--param {item!r}: expected NAME=VALUE")
             params[name.strip()] = yaml.safe_load(value)
         out = run_notebook(a.name, a.profile, a.device, a.data_root, a.clip_weights, a.overrides,
-                           Path(a.output) if a.output else None, params=params, bupt_root=a.bupt_root,
+                           Path(a.output) if a.output else None, progress=a.progress, params=params, bupt_root=a.bupt_root,
                            sysu_root=a.sysu_root, regdb_root=a.regdb_root, resnet_weights=a.resnet_weights,
                            rehearsal=a.rehearsal)
     except (FileNotFoundError, ValueError) as e:
