@@ -333,8 +333,9 @@ def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch
     def fake_call(cmd, stdout, stderr, env):  # a render: the notebook "vld_table3" fails
         name = cmd[cmd.index("run") + 1]
         calls.append((name, env["OMP_NUM_THREADS"], "--rehearsal" in cmd and "paper" in cmd))
-        stdout.write(f"INFO rendering\nValueError: boom in {name}\n")
-        return 1 if name == "vld_table3" else 0
+        stdout.write(f"INFO rendering\nValueError: boom in {name}\n" if name == "vld_table3" else
+                     "error: DeadKernelError: Kernel died (--debug shows the traceback)\n")
+        return 0 if name == "quickstart" else 1
 
     monkeypatch.setattr(rehearse.subprocess, "call", fake_call)
     monkeypatch.setattr(rehearse.os, "cpu_count", lambda: 2)
@@ -343,9 +344,10 @@ def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch
     assert sorted(c[0] for c in calls) == ["cmft_table3", "quickstart", "vld_table3"]
     assert all(threads == "1" and paper for _, threads, paper in calls)  # 2 cores shared by 2 renders
     report = json.loads((tmp_path / "rehearsal" / "report.json").read_text())
-    assert report["failed"] == ["vld_table3"] and report["jobs"] == 2
+    assert report["failed"] == ["vld_table3", "cmft_table3"] and report["jobs"] == 2
+    assert "out of memory" in report["notebooks"][2]["error"] and "--jobs 1" in report["notebooks"][2]["error"]
     assert [n["notebook"] for n in report["notebooks"]] == ["quickstart", "vld_table3", "cmft_table3"]
     assert "boom in vld_table3" in report["notebooks"][1]["error"]
     assert (tmp_path / "rehearsal" / "logs" / "cmft_table3.log").is_file()
     out = capsys.readouterr().out
-    assert "2/3 rendered" in out and "FAILED" in out
+    assert "1/3 rendered" in out and "FAILED" in out

@@ -79,6 +79,9 @@ def _render(name: str, device: str, threads: int, log_dir: Path) -> Outcome:
     if rc != 0:
         lines = [ln.strip() for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
         error = lines[-1] if lines else f"exit status {rc}"
+        if "DeadKernelError" in error or "Kernel died" in error:  # the kernel was killed, mostly by the OOM killer
+            error += (f" - most likely out of memory (a ViT-B/16 rehearsal run peaks at 6-9 GB of host memory); "
+                      f"rerun with fewer notebooks at once (--jobs 1, make rehearse JOBS=1)")
     return Outcome(name, rc == 0, seconds, str(log_file.relative_to(log_dir.parent)), error)
 
 
