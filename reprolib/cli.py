@@ -5,9 +5,11 @@ Commands (each one line in ``python -m reprolib --help``)::
     data check {hitsz-vcm|bupt|sysu-mm01|regdb} ROOT   validate a dataset tree, print a JSON summary
     data synth OUT --scale S --seed N    write the miniature world (SynthVCM) in a real format
     weights check                        report the CLIP / ResNet-50 weights the paper profile would load
+    weights import FAMILY FILE           an official released checkpoint, audited, as an evaluated run directory
     train CONFIG [--profile P] [--set k=v ...]   train + evaluate; prints the run directory last
                                          (--rehearsal: the paper profile on stand-ins, docs/rehearsal.md)
     rehearse {prepare|train CONFIG|notebooks}   the rehearsal's stand-ins and worlds; one run; every notebook
+    rehearse {ddp|resume} CONFIG         the rehearsal's multi-process phases: torchrun DDP; kill and resume
     eval RUN_DIR                         re-evaluate a run's checkpoint
     runs status [--profile P]            stored runs trained with other code; retraining cost
     plan NOTEBOOK|all [--profile paper]  runs, steps, FLOPs/step, estimated hours per notebook and in all
@@ -113,6 +115,8 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
     "weights": {
         "check": ("report the CLIP / ResNet-50 weights the paper profile would load",
                   _delegate("reprolib.models.cmft.resnet", "weights_main")),
+        "import": ("map an official released checkpoint onto a family (strict audit) as an evaluated run",
+                   _delegate("reprolib.experiments.official_import")),
     },
     "bench": {
         "data": ("training-loader throughput vs per-frame PIL + torchvision", _delegate("reprolib.bench.data")),
@@ -152,6 +156,10 @@ COMMANDS: dict[str, dict[str, tuple[str, Callable[[list[str]], int]]]] = {
         "train": ("rehearse one paper config on stand-ins into results/rehearsal/runs", _rehearse_train),
         "notebooks": ("render notebooks as rehearsals, JOBS at a time; a report of each one's status and wall time",
                       _delegate("reprolib.workbook.rehearse")),
+        "ddp": ("rehearse one config as a 2-process torchrun launch on the CPU (gloo) and check it",
+                _delegate("reprolib.experiments.rehearsal_phases", "main_ddp")),
+        "resume": ("rehearse one config killed after its first checkpoint, resume it, compare bit for bit",
+                   _delegate("reprolib.experiments.rehearsal_phases", "main_resume")),
     },
     "train": {"": ("train and evaluate an experiment config", _train)},
     "eval": {"": ("re-evaluate a run directory", _eval)},
@@ -181,7 +189,8 @@ def _one_line(error: BaseException) -> str:
         text = error.strerror if named else f"{error.filename}: {error.strerror}"
     kind = type(error).__name__
     generic = ("ConfigError", "ValueError", "FileNotFoundError", "FileExistsError", "RuntimeError", "OSError",
-               "WeightsNotFoundError", "WeightsFormatError", "WeightsChecksumError", "RunStoreError")
+               "WeightsNotFoundError", "WeightsFormatError", "WeightsChecksumError", "RunStoreError",
+               "ImportAuditError", "OfficialFormatError")
     return text if (kind in generic and text) else f"{kind}: {text or '(no message)'}"
 
 

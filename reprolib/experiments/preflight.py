@@ -17,7 +17,11 @@ What is checked, per config (datasets and weights once each):
 * the test dataset (the training one, or ``eval.dataset``/``eval.root``): every direction of
   ``eval.directions`` has a non-empty query and gallery;
 * the backbone weights: CLIP (``resolve_weights``) or ResNet-50 (``resolve_resnet_weights``) are
-  found, without loading them.
+  found, and each file is of ``model.backbone.arch``: its key names and shapes are compared with the
+  architecture's (built on the ``meta`` device), reading only a ``.safetensors`` header, a torch file
+  memory-mapped (``torch.load(weights_only=True, mmap=True)``) or a TorchScript archive with
+  ``torch.jit.load`` on the CPU; a ResNet file given as CLIP weights, or a CLIP of another width, is
+  reported with the file named (seconds per file, not the minutes of a model build and load).
 """
 from __future__ import annotations
 
@@ -73,18 +77,30 @@ def _dataset_problems(data_cfg: Any, what: str, directions: Iterable[str], check
 
 
 def _weights_problem(backbone: Any) -> Optional[str]:
+    """Why the backbone's weights would not load: not found, unreadable, or of another architecture
+    (key names and shapes compared with ``model.backbone.arch``'s, without building the model)."""
     try:
         if is_resnet_backbone(backbone.arch):
-            from reprolib.models.cmft.resnet import resolve_resnet_weights
+            from reprolib.models.cmft.resnet import resnet_architecture_problem, resolve_resnet_weights
 
-            resolve_resnet_weights(backbone.arch, backbone.pretrained, backbone.weights_path)
+            path = resolve_resnet_weights(backbone.arch, backbone.pretrained, backbone.weights_path)
+            misfit = resnet_architecture_problem(path, backbone.arch) if path is not None else None
         else:
-            from reprolib.models.weights import resolve_weights
+            from reprolib.models.weights import clip_architecture_problem, resolve_weights
 
-            resolve_weights(backbone.arch, backbone.pretrained, backbone.weights_path or None)
+            source = resolve_weights(backbone.arch, backbone.pretrained, backbone.weights_path or None)
+            misfit = None
+            if source is not None and source.path is not None:  # None: random init, or a download
+                misfit = clip_architecture_problem(backbone.arch, source.path)
+                if misfit and source.origin != "model.backbone.weights_path":
+                    misfit = f"{misfit} (found through {source.origin})"
     except Exception as e:  # noqa: BLE001
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return f"weights of {backbone.arch} (pretrained={backbone.pretrained}): {first}"
+    if misfit:
+        kind = "resnet50" if is_resnet_backbone(backbone.arch) else "clip"
+        return (f"weights of {backbone.arch} (pretrained={backbone.pretrained}): {misfit}; give a file of that "
+                f"architecture (`python -m reprolib weights check --backbone {kind} --weights-path FILE` checks one)")
     return None
 
 

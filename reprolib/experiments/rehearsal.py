@@ -7,11 +7,12 @@ samplers, schedule structure and evaluation protocol. Three things differ, and e
 
 * **stand-in weights**, written here (:func:`write_standin_weights`): a randomly initialised
   ``ViT-B-16-quickgelu`` in each real format the paper profile accepts (OpenAI TorchScript ``.pt``,
-  ``.safetensors``, an open_clip ``.bin``, a local open_clip folder) and a torchvision ``resnet50()``
-  state dict named as torchvision's ImageNet file. They are loaded by exactly the code that loads the
-  real files (``model.backbone.weights_path``); nothing is downloaded;
+  ``.safetensors``, an open_clip ``.bin``, a local open_clip folder, a pre-filled Hugging Face hub
+  cache) and a torchvision ``resnet50()`` state dict named as torchvision's ImageNet file. They are
+  loaded by exactly the code that loads the real files (``model.backbone.weights_path``, or the cache
+  lookup for ``hf-cache``); nothing is downloaded;
 * **a paper-resolution miniature world** (``synthetic.world.WORLD_SPECS["rehearsal"]``, 288x144 on
-  disk) in every real layout (HITSZ-VCM layout B, BUPTCampus, SYSU-MM01, RegDB);
+  disk) in every real layout (HITSZ-VCM layouts B and A, BUPTCampus, SYSU-MM01, RegDB);
 * **truncated schedules and small batches** (:data:`SCHEDULE_OVERRIDES`, :func:`schedule_overrides`):
   two "epochs" of one step each, so every phase still runs once: a warm-up epoch and a milestone,
   X-ReID's CPC memory initialisation and its refresh, CLIP-ReID's stage 1 then stage 2, TF-CLIP's
@@ -30,16 +31,17 @@ Entry points: ``make rehearse`` (every notebook), ``make reproduce-<paper>-<item
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from reprolib import PROJECT_ROOT
 
-__all__ = ["REHEARSAL_DIR", "CLIP_FORMATS", "Setup", "prepare", "write_standin_weights", "write_worlds",
+__all__ = ["REHEARSAL_DIR", "CLIP_FORMATS", "Setup", "prepare", "write_standin_weights", "write_worlds", "hf_cache_env",
            "rehearsal_device", "SCHEDULE_OVERRIDES", "schedule_overrides", "ENV_OF", "main"]
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,15 @@ CLIP_FORMATS = {
     "safetensors": "vit_b16_standin.safetensors",
     "bin": "open_clip_pytorch_model.bin",            # an open_clip state dict (torch pickle of tensors)
     "local-dir": "vit_b16_standin_dir",              # open_clip_config.json + open_clip_model.safetensors
+    "hf-cache": "hf_hub_cache",                      # a pre-filled Hugging Face hub cache (HF_HUB_CACHE)
 }
 RESNET_FILE = "resnet50-0676ba61.pth"  # torchvision's ImageNet file name (the contents are random)
 #: World layout and preset of each dataset.
 WORLDS = {"hitsz-vcm": ("vcm", "rehearsal"), "bupt": ("bupt", "rehearsal-bupt"),
           "sysu-mm01": ("sysu", "rehearsal-image"), "regdb": ("regdb", "rehearsal-image")}
+#: HITSZ-VCM's other real layout (A: person folders merged in the root), written beside layout B: the
+#: same world (same frames, same index files); rows use layout B unless given this root (CI loads it once).
+LAYOUT_A_WORLD = ("vcm-a", "rehearsal")
 STANDIN_SEED = 0
 #: Seed of the rehearsal worlds (seed 2: BUPTCampus's query holds both modalities, see WORLD_SPECS).
 WORLD_SEED = 2
@@ -73,17 +79,87 @@ SCHEDULE_OVERRIDES = (
 
 @dataclass(frozen=True)
 class Setup:
-    """The rehearsal's inputs: each dataset's root and the stand-in weights files."""
+    """The rehearsal's inputs: each dataset's root and the stand-in weights files.
+
+    Attributes:
+        roots: ``{dataset: root}`` of the worlds the rows read (HITSZ-VCM in layout B).
+        clip_weights: the ``model.backbone.weights_path`` of CLIP rows; ``""`` for ``hf-cache`` (the
+            weights are then found in the Hugging Face cache that ``env`` names).
+        resnet_weights: the ResNet-50 stand-in file.
+        clip_files: ``{format: value}``: a ``weights_path`` value per format; for ``hf-cache`` the
+            cache folder (an ``HF_HUB_CACHE`` value, not a weights path).
+        env: environment variables the chosen format needs (``hf-cache``: ``HF_HUB_CACHE``,
+            ``HF_HUB_OFFLINE=1``; otherwise none).
+        vcm_layout_a: the same HITSZ-VCM world in layout A.
+    """
 
     roots: dict
     clip_weights: str
     resnet_weights: str
     clip_files: dict
+    env: dict = field(default_factory=dict)
+    vcm_layout_a: str = ""
 
 
 def _clip_spec(weights_dir: Path, fmt: str) -> str:
     path = weights_dir / CLIP_FORMATS[fmt]
     return f"local-dir:{path}" if fmt == "local-dir" else str(path)
+
+
+def hf_cache_env(cache: str) -> dict[str, str]:
+    """The environment that makes the CLIP lookup find the stand-in in the pre-filled Hugging Face
+    cache ``cache`` (no ``weights_path``, ``$CLIP_WEIGHTS`` empty): ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE=1``."""
+    return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "CLIP_WEIGHTS": ""}
+
+
+def _write_hf_cache(source: Path, cache: Path, arch: str) -> None:
+    """A pre-filled Hugging Face hub cache holding ``source`` as the file open_clip's Hub location of
+    (ViT-B-16, openai) names, laid out as ``huggingface_hub`` writes it::
+
+        cache/models--timm--vit_base_patch16_clip_224.openai/
+          refs/main                                  the revision (40 hex digits, no newline)
+          blobs/<sha256 of the file>                 a hard link to ``source`` (no second copy)
+          blobs/<git sha1 of the config>             open_clip_config.json
+          snapshots/<revision>/open_clip_model.safetensors -> ../../blobs/<sha256>
+          snapshots/<revision>/open_clip_config.json        -> ../../blobs/<sha1>
+
+    The revision is derived from the file's SHA-256 (a stand-in, not a Hub commit). Written once: kept
+    while its snapshot's file is ``source`` itself (the same inode).
+    """
+    import hashlib
+    import shutil
+
+    from reprolib.models.weights import HF_WEIGHT_FILES, PAPER_HF_REPO, sha256_file
+
+    repo = cache / f"models--{PAPER_HF_REPO.replace('/', '--')}"
+    weights_name = HF_WEIGHT_FILES[0]  # open_clip_model.safetensors: open_clip's first choice
+    with contextlib.suppress(OSError):
+        current = repo / "snapshots" / (repo / "refs" / "main").read_text() / weights_name
+        if os.path.samefile(current, source):
+            return
+    import open_clip
+
+    digest = sha256_file(source)
+    revision = hashlib.sha1(f"reprolib rehearsal stand-in {digest}".encode()).hexdigest()
+    snapshot = repo / "snapshots" / revision
+    shutil.rmtree(repo, ignore_errors=True)  # ours, from another stand-in
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    snapshot.mkdir(parents=True)
+    blob = repo / "blobs" / digest
+    try:
+        os.link(source, blob)
+    except OSError:
+        shutil.copyfile(source, blob)
+    config = json.dumps({"model_cfg": open_clip.get_model_config(arch), "preprocess_cfg": {}}, indent=1).encode()
+    config_id = hashlib.sha1(b"blob %d\0" % len(config) + config).hexdigest()  # git's blob id, as the Hub's etag
+    (repo / "blobs" / config_id).write_bytes(config)
+    for name, blob_name in ((weights_name, digest), ("open_clip_config.json", config_id)):
+        try:
+            os.symlink(Path("..") / ".." / "blobs" / blob_name, snapshot / name)
+        except OSError:  # no symlinks here (huggingface_hub then stores the file in the snapshot too)
+            os.link(repo / "blobs" / blob_name, snapshot / name)
+    (repo / "refs" / "main").write_text(revision)
 
 
 def write_standin_weights(out: Path, arch: str = "ViT-B-16-quickgelu", seed: int = STANDIN_SEED) -> dict[str, str]:
@@ -95,7 +171,8 @@ def write_standin_weights(out: Path, arch: str = "ViT-B-16-quickgelu", seed: int
         seed: initialisation seed.
 
     Returns:
-        ``{format: weights_path value}`` for each of :data:`CLIP_FORMATS` and ``resnet50``.
+        ``{format: weights_path value}`` for each of :data:`CLIP_FORMATS` (``hf-cache``: the cache
+        folder, an ``HF_HUB_CACHE`` value) and ``resnet50``.
     """
     import torch
 
@@ -104,10 +181,16 @@ def write_standin_weights(out: Path, arch: str = "ViT-B-16-quickgelu", seed: int
     manifest = out / "manifest.json"
     specs = {**{fmt: _clip_spec(out, fmt) for fmt in CLIP_FORMATS}, "resnet50": str(out / RESNET_FILE)}
     expected = {"arch": arch, "seed": seed, "files": specs}
+    # the files written from scratch; the Hugging Face cache is made from the .safetensors file (hard links)
+    written = {k: v for k, v in specs.items() if k != "hf-cache"}
     if manifest.is_file():
         try:
-            if json.loads(manifest.read_text()).get("files") == specs and all(
-                    Path(v.removeprefix("local-dir:")).exists() for v in specs.values()):
+            recorded = json.loads(manifest.read_text())
+            if {k: v for k, v in recorded.get("files", {}).items() if k != "hf-cache"} == written and all(
+                    Path(v.removeprefix("local-dir:")).exists() for v in written.values()):
+                _write_hf_cache(out / CLIP_FORMATS["safetensors"], Path(specs["hf-cache"]), arch)
+                if recorded.get("files") != specs:
+                    manifest.write_text(json.dumps({**recorded, "files": specs}, indent=1) + "\n")
                 return specs
         except ValueError:
             pass
@@ -135,6 +218,7 @@ def write_standin_weights(out: Path, arch: str = "ViT-B-16-quickgelu", seed: int
         os.link(out / CLIP_FORMATS["safetensors"], target)  # the same bytes, no second copy on disk
     except OSError:
         save_file(state, str(target))
+    _write_hf_cache(out / CLIP_FORMATS["safetensors"], Path(specs["hf-cache"]), arch)
     torch.manual_seed(seed)
     torch.save(torchvision.models.resnet50().state_dict(), out / RESNET_FILE)
     manifest.write_text(json.dumps({**expected, "note": "random-init stand-ins for rehearsals; NOT pretrained"},
@@ -171,15 +255,16 @@ def _save_torchscript(state: dict, path: Path) -> None:
 
 
 def write_worlds(out: Path, seed: int = WORLD_SEED) -> dict[str, str]:
-    """Write the paper-resolution miniature world in every real layout (once each).
+    """Write the paper-resolution miniature world in every real layout (once each), HITSZ-VCM in
+    both of its layouts (B in ``synthvcm-rehearsal``, A in ``synthvcm-a-rehearsal``).
 
     Returns:
-        ``{dataset: root}``.
+        ``{dataset: root}`` (layout B for ``hitsz-vcm``) and ``{"hitsz-vcm-a": root}`` (layout A).
     """
     from reprolib.data.synthetic import write_world
 
     roots = {}
-    for dataset, (fmt, scale) in WORLDS.items():
+    for dataset, (fmt, scale) in [*WORLDS.items(), ("hitsz-vcm-a", LAYOUT_A_WORLD)]:
         root = Path(out) / f"synth{fmt}-rehearsal"
         write_world(root, scale, seed, fmt, progress=False, overwrite=True)  # ours: regenerated when its spec changes
         roots[dataset] = str(root)
@@ -192,6 +277,8 @@ def prepare(clip_format: Optional[str] = None, directory: Optional[Path] = None)
     Args:
         clip_format: which stand-in CLIP file the runs load (``$REPROLIB_REHEARSAL_CLIP``, default
             ``torchscript``, OpenAI's format); the others are written too (CI loads each).
+            ``hf-cache`` gives no ``weights_path`` but :attr:`Setup.env` (``HF_HUB_CACHE`` at the
+            stand-in cache, ``HF_HUB_OFFLINE=1``): the weights are found by the cache lookup.
         directory: another place than :data:`REHEARSAL_DIR`.
     """
     directory = Path(directory or REHEARSAL_DIR)
@@ -200,8 +287,11 @@ def prepare(clip_format: Optional[str] = None, directory: Optional[Path] = None)
         raise ValueError(f"REPROLIB_REHEARSAL_CLIP={fmt!r}: expected one of {', '.join(CLIP_FORMATS)}")
     files = write_standin_weights(directory / "weights")
     roots = write_worlds(directory)
-    return Setup(roots=roots, clip_weights=files[fmt], resnet_weights=files["resnet50"],
-                 clip_files={k: v for k, v in files.items() if k != "resnet50"})
+    layout_a = roots.pop("hitsz-vcm-a")
+    cache = fmt == "hf-cache"
+    return Setup(roots=roots, clip_weights="" if cache else files[fmt], resnet_weights=files["resnet50"],
+                 clip_files={k: v for k, v in files.items() if k != "resnet50"},
+                 env=hf_cache_env(files[fmt]) if cache else {}, vcm_layout_a=layout_a)
 
 
 def rehearsal_device(device: str) -> str:
@@ -239,6 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="reprolib rehearse prepare", description=__doc__.splitlines()[0])
     p.parse_args(argv)
     setup = prepare()
-    print(json.dumps({"roots": setup.roots, "clip_weights": setup.clip_weights,
-                      "resnet_weights": setup.resnet_weights, "clip_files": setup.clip_files}, indent=1))
+    print(json.dumps({"roots": setup.roots, "vcm_layout_a": setup.vcm_layout_a, "clip_weights": setup.clip_weights,
+                      "resnet_weights": setup.resnet_weights, "clip_files": setup.clip_files, "env": setup.env},
+                     indent=1))
     return 0

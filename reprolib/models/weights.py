@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -67,7 +68,7 @@ __all__ = [
     "PAPER_ARCH", "ENV_VAR", "TINYCLIP_ARCH", "TINYCLIP_WEIGHTS", "TINYCLIP_TRAIN_COMMAND", "WeightsNotFoundError",
     "WeightsChecksumError", "WeightsFormatError", "WeightsSource", "verify_tinyclip_weights",
     "configure_hub_env", "register_model_configs", "resolve_weights", "detect_format", "read_state_dict", "sha256_file",
-    "create_clip_model", "check_weights", "main",
+    "create_clip_model", "check_weights", "main", "read_state_shapes", "clip_arch_shapes", "clip_architecture_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,13 @@ def _hub_unreachable(timeout: float = 3.0) -> Optional[str]:
 
 
 def _hf_cache_dir() -> Path:
+    """The Hugging Face hub cache looked in: ``$HF_HUB_CACHE`` as set *now* (so a process can point it at
+    another cache after ``huggingface_hub`` was imported, as a rehearsal does), else huggingface_hub's
+    own value (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``, read when it
+    was imported)."""
+    env = os.environ.get("HF_HUB_CACHE", "").strip()
+    if env:
+        return Path(os.path.expandvars(env)).expanduser()
     from huggingface_hub import constants  # local: imported after configure_hub_env
 
     return Path(constants.HF_HUB_CACHE)
@@ -357,7 +365,7 @@ def _find_in_caches(arch: str, tag: str) -> tuple[Optional[WeightsSource], list[
     repo = _hub_location(arch, tag)
     if repo:
         for filename in HF_WEIGHT_FILES:
-            hit = try_to_load_from_cache(repo, filename)
+            hit = try_to_load_from_cache(repo, filename, cache_dir=str(_hf_cache_dir()))
             if isinstance(hit, str) and os.path.isfile(hit):
                 return WeightsSource(arch=arch, path=hit, origin="hf-cache", format=detect_format(Path(hit))), looked
         looked.append(f"Hugging Face cache {_hf_cache_dir()}: no snapshot of {repo} "
@@ -528,19 +536,131 @@ def _state_shapes(state: dict) -> dict[str, tuple]:
     return {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
 
 
-def _clip_misfit(arch: str, source: "WeightsSource") -> Optional[str]:
-    """:func:`misfit_report` of a CLIP weights file against ``arch`` (``None`` if it cannot be read)."""
+def _safetensors_shapes(path: Path) -> dict[str, tuple]:
+    """``{name: shape}`` from a ``.safetensors`` header (8-byte little-endian length + JSON), no tensor read."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("shorter than a safetensors header")
+        size = int.from_bytes(head, "little")
+        if size > 100 << 20:
+            raise ValueError(f"header length {size} is implausible (not a safetensors file?)")
+        header = json.loads(f.read(size))
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def read_state_shapes(path: str | os.PathLike, wrappers: Sequence[str] = ("state_dict",)) -> dict[str, tuple]:
+    """Parameter names and shapes of a weights file, in seconds, without building a model.
+
+    ``.safetensors``: the header only. A torch pickle: ``torch.load(weights_only=True, mmap=True)``
+    (tensors are mapped, not read; a legacy non-zip file is read whole). A TorchScript archive:
+    ``torch.jit.load`` on the CPU (:func:`_load_torchscript_state_dict`). A wrapper dict
+    (``wrappers``, e.g. ``{"state_dict": ...}``) and a DDP ``module.`` prefix are removed, as the
+    loaders do.
+
+    Args:
+        path: the weights file.
+        wrappers: keys whose dict value is the real state dict.
+
+    Returns:
+        ``{name: shape}``.
+
+    Raises:
+        WeightsFormatError: the file cannot be read this way, or holds something other than
+            tensors; the message names it.
+    """
+    import torch
+
+    path = Path(path)
+    fmt = detect_format(path)
+    try:
+        if fmt == "safetensors":
+            return _safetensors_shapes(path)
+        if fmt == "torchscript":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+                state: Any = _load_torchscript_state_dict(str(path))
+        else:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e) and "zip" not in str(e):
+                    raise
+                state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: no mmap
+    except WeightsFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every reader error becomes one line naming the file
+        raise _format_error(str(path), e) from None
+    for key in wrappers:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFormatError(f"{path}: holds a {type(state).__name__}, not a mapping of parameter names to "
+                                 f"tensors; expected a state dict of weights")
+    return {k.removeprefix("module."): tuple(v.shape) for k, v in state.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def clip_arch_shapes(arch: str) -> dict[str, tuple]:
+    """``{name: shape}`` of open_clip's ``arch`` at its native input size, built on the ``meta``
+    device (no memory, no initialisation: a fraction of a second for a ViT-B/16)."""
+    import torch
+
+    register_model_configs()
     import open_clip
 
+    root = logging.getLogger()
+    quiet = _DropRecords("No pretrained weights loaded")  # open_clip's warning about the random init
+    root.addFilter(quiet)
     try:
-        given = read_state_dict(source.path)
-        expected = open_clip.create_model(arch, pretrained=None).state_dict()
+        with torch.device("meta"):
+            model = open_clip.create_model(arch, pretrained=None, device="meta")
+    finally:
+        root.removeFilter(quiet)
+    return _state_shapes(model.state_dict())
+
+
+class _DropRecords(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def clip_architecture_problem(arch: str, path: str | os.PathLike) -> Optional[str]:
+    """Whether a CLIP weights file fits open_clip's ``arch``: key names and shapes compared, nothing loaded.
+
+    Shared by the loader's error message, ``python -m reprolib weights check`` and the preflight of
+    :mod:`reprolib.experiments.preflight`.
+
+    Args:
+        arch: open_clip architecture name (``ViT-B-16-quickgelu``).
+        path: the weights file (any format of :func:`read_state_shapes`).
+
+    Returns:
+        ``None`` when every tensor of ``arch`` is in the file with its shape and nothing else is,
+        else a :func:`misfit_report` naming the file.
+
+    Raises:
+        WeightsFormatError: the file cannot be read (see :func:`read_state_shapes`).
+    """
+    given = read_state_shapes(path)
+    expected = clip_arch_shapes(arch)
+    if given.keys() == expected.keys() and all(tuple(given[k]) == tuple(expected[k]) for k in expected):
+        return None
+    return misfit_report(expected, given, str(path), f"open_clip '{arch}'")
+
+
+def _clip_misfit(arch: str, source: "WeightsSource") -> Optional[str]:
+    """:func:`misfit_report` of a CLIP weights file against ``arch`` (``None`` if it cannot be read)."""
+    try:
+        return clip_architecture_problem(arch, source.path)
     except Exception:  # noqa: BLE001 - the caller keeps the original error
         return None
-    if "visual.proj" not in given and "state_dict" in given:
-        given = given["state_dict"]
-    given = {k.removeprefix("module."): v for k, v in given.items()}
-    return misfit_report(_state_shapes(expected), _state_shapes(given), str(source.path), f"open_clip '{arch}'")
 
 
 # --------------------------------------------------------------------------------------

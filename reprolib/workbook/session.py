@@ -95,6 +95,7 @@ class Workbook:
             self.clip_weights, self.resnet_weights = setup.clip_weights, setup.resnet_weights
             os.environ.update({R.ENV_OF[ds]: root for ds, root in setup.roots.items()})
             os.environ.update({"CLIP_WEIGHTS": setup.clip_weights, "RESNET50_WEIGHTS": setup.resnet_weights})
+            os.environ.update(setup.env)  # hf-cache: HF_HUB_CACHE at the stand-in cache, HF_HUB_OFFLINE=1
             device = R.rehearsal_device(device)
             self.overrides = [*R.SCHEDULE_OVERRIDES, *self.overrides]
         if device and device != "auto":

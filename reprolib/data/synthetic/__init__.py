@@ -25,7 +25,7 @@ from .world import (
     get_world_spec,
     sample_camera,
 )
-from .writers import WRITERS, BUPTWriter, LayoutWriter, VCMWriter, main, world_summary, write_world
+from .writers import WRITERS, BUPTWriter, LayoutWriter, VCMLayoutAWriter, VCMWriter, main, world_summary, write_world
 from .writers_image import RegDBWriter, SYSUWriter  # registers the "sysu" and "regdb" formats
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "RegDBWriter",
     "SYSUWriter",
     "TrackletPlan",
+    "VCMLayoutAWriter",
     "VCMWriter",
     "World",
     "WorldSpec",

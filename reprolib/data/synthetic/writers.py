@@ -4,6 +4,7 @@ The loaders of the real datasets read these trees with no special case
 (``docs/decisions/data.md#hitsz-vcm`` and ``docs/decisions/data.md#buptcampus``):
 
 * :class:`VCMWriter`: HITSZ-VCM layout B (``Train/``, ``Test/``, ``info/*.txt``);
+* :class:`VCMLayoutAWriter`: HITSZ-VCM layout A (person folders merged in the root, ``info/*.txt``);
 * :class:`BUPTWriter`: BUPTCampus (``DATA/``, ``data_paths.json``, four split files).
 
 A layout is only *naming and index files*: :class:`LayoutWriter` subclasses map each planned
@@ -137,6 +138,24 @@ class VCMWriter(LayoutWriter):
                 _write_lines(info / "query_IDX.txt", [" ".join(map(str, query_rows))])
 
 
+class VCMLayoutAWriter(VCMWriter):
+    """HITSZ-VCM, layout A (merged person folders, as MITML's code reads them;
+    ``docs/decisions/data.md#hitsz-vcm-layouts``).
+
+    The same world, frames and index files as :class:`VCMWriter` (layout B), with ``Train/`` and
+    ``Test/`` merged into the root: images at ``<pid4>/<ir|rgb>/D<cam>/<F>.jpg``, index files in
+    ``info/``. Training and test identities are disjoint, so no two frames collide; the loader
+    (``HITSZVCM(layout="auto")``) picks A because there is no ``Train/`` or ``Test/`` folder.
+    """
+
+    fmt = "vcm-a"
+
+    def frame_paths(self, world: World, plan: TrackletPlan) -> FramePaths:
+        (modality,) = plan.modalities
+        folder = f"{plan.pid:04d}/{modality}/D{plan.camera}"
+        return {modality: [f"{folder}/{n}.jpg" for n in plan.frame_numbers()]}
+
+
 class BUPTWriter(LayoutWriter):
     """BUPTCampus (``docs/decisions/data.md#buptcampus-layout``).
 
@@ -190,7 +209,7 @@ class BUPTWriter(LayoutWriter):
 
 
 #: Registered layouts, by ``--format`` key.
-WRITERS: dict[str, LayoutWriter] = {w.fmt: w for w in (VCMWriter(), BUPTWriter())}
+WRITERS: dict[str, LayoutWriter] = {w.fmt: w for w in (VCMWriter(), VCMLayoutAWriter(), BUPTWriter())}
 
 
 # --------------------------------------------------------------------------------------
@@ -251,7 +270,8 @@ def _marker(world: World, fmt: str) -> dict:
 
 
 def _readme(world: World, fmt: str, summary: dict) -> str:
-    layout = {"vcm": "HITSZ-VCM layout B", "bupt": "BUPTCampus", "sysu": "SYSU-MM01", "regdb": "RegDB"}.get(fmt, fmt)
+    layout = {"vcm": "HITSZ-VCM layout B", "vcm-a": "HITSZ-VCM layout A", "bupt": "BUPTCampus", "sysu": "SYSU-MM01",
+              "regdb": "RegDB"}.get(fmt, fmt)
     lines = [
         "SynthVCM: a procedurally generated miniature video visible-infrared ReID dataset (reprolib).",
         f"Generator version: {GENERATOR_VERSION}",
@@ -373,7 +393,8 @@ def write_world(
         out: output root (created; its parent must be writable).
         scale: preset name (``"smoke"``, ``"embedded"``) or a :class:`WorldSpec`.
         seed: world seed; the same (scale, seed, fmt) gives byte-identical index files and images.
-        fmt: layout key of :data:`WRITERS` (``"vcm"``, ``"bupt"``; ``"sysu"``, ``"regdb"`` from
+        fmt: layout key of :data:`WRITERS` (``"vcm"`` = HITSZ-VCM layout B, ``"vcm-a"`` = layout A,
+            ``"bupt"``; ``"sysu"``, ``"regdb"`` from
             :mod:`.writers_image`).
         workers: render processes (default: the spec's ``workers``, capped by the CPU count;
             0 renders in this process).
@@ -501,7 +522,7 @@ def with_image_size(spec: WorldSpec, size: str) -> WorldSpec:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m reprolib data synth OUT --scale smoke|embedded --seed N [--format vcm|bupt|sysu|regdb]``."""
+    """``python -m reprolib data synth OUT --scale smoke|embedded --seed N [--format vcm|vcm-a|bupt|sysu|regdb]``."""
     parser = argparse.ArgumentParser(
         prog="reprolib data synth",
         description="Generate the SynthVCM miniature world in a real dataset's on-disk format.",
@@ -509,7 +530,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("out", type=Path, help="output root directory")
     parser.add_argument("--scale", default="embedded", choices=sorted(WORLD_SPECS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", dest="fmt", default="vcm", choices=sorted(WRITERS))
+    parser.add_argument("--format", dest="fmt", default="vcm", choices=sorted(WRITERS),
+                        help="on-disk layout: vcm (HITSZ-VCM layout B, Train/ Test/ info/), vcm-a (HITSZ-VCM "
+                             "layout A, person folders merged in the root + info/), bupt, sysu, regdb")
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: the scale's)")
     parser.add_argument("--image-size", default=None, metavar="HxW",
                         help="frame size on disk, e.g. 288x144 (the papers'); default: the scale's "

@@ -27,6 +27,7 @@ file; it is raised before any network is built. Files are read with
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -42,11 +43,12 @@ from torchvision.models.resnet import Bottleneck, conv1x1
 
 from reprolib.models.cmft.tsm import TemporalShift
 from reprolib.models.weights import (WeightsChecksumError, WeightsNotFoundError, detect_format, misfit_report,
-                                     sha256_file)
+                                     read_state_shapes, sha256_file)
 
 __all__ = [
     "ENV_VAR", "TAPS", "StageSpec", "TSMResNet", "parse_arch", "resolve_resnet_weights",
     "load_resnet_state_dict", "build_tsm_resnet", "stage_specs", "TINYRESNET_WEIGHTS", "verify_tinyresnet",
+    "stream_misfit", "stream_shapes", "resnet_architecture_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -176,15 +178,13 @@ class TSMResNet(nn.Module):
         Raises:
             RuntimeError: missing/unexpected keys or shape mismatches, naming ``source``.
         """
-        own = {k.replace(".conv1.net.", ".conv1."): k for k in self.state_dict()}
-        renamed = {own.get(k, k): v for k, v in state.items() if not k.startswith("fc.")}
         expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
-        given = {k: tuple(getattr(v, "shape", ())) for k, v in renamed.items()}
-        if expected.keys() != given.keys() or any(expected[k] != given[k] for k in expected):
-            # a short account, not torch's list of every key (tens of kB)
-            raise RuntimeError(misfit_report(expected, given, source,
-                                             f"a ResNet-50-shaped stream of base width {self.base_width}"))
-        self.load_state_dict(renamed, strict=True)
+        problem = stream_misfit(expected, {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}, source,
+                                self.base_width)
+        if problem:  # a short account, not torch's list of every key (tens of kB)
+            raise RuntimeError(problem)
+        own = _torchvision_names(expected)
+        self.load_state_dict({own.get(k, k): v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
 
     def forward(self, x: Tensor, taps: Iterable[str] = ("conv6",)) -> dict[str, Tensor]:
         """Run a clip batch through the stream.
@@ -219,6 +219,49 @@ class TSMResNet(nn.Module):
 # --------------------------------------------------------------------------------------
 # Weights
 # --------------------------------------------------------------------------------------
+
+
+def _torchvision_names(own_keys: Iterable[str]) -> dict[str, str]:
+    """torchvision's parameter name -> the stream's (``layerX.Y.conv1.weight`` -> ``layerX.Y.conv1.net.weight``)."""
+    return {k.replace(".conv1.net.", ".conv1."): k for k in own_keys}
+
+
+def stream_misfit(expected: dict[str, tuple], given: dict[str, tuple], source: str, base_width: int) -> Optional[str]:
+    """Whether a torchvision ResNet state dict's ``{name: shape}`` fits a stream's (``fc.*`` ignored, as
+    :meth:`TSMResNet.load_torchvision_state_dict` loads it).
+
+    Returns:
+        ``None`` when it fits, else a :func:`~reprolib.models.weights.misfit_report` naming ``source``.
+    """
+    own = _torchvision_names(expected)
+    renamed = {own.get(k, k): tuple(v) for k, v in given.items() if not k.startswith("fc.")}
+    if renamed.keys() == expected.keys() and all(renamed[k] == tuple(expected[k]) for k in expected):
+        return None
+    return misfit_report(expected, renamed, source, f"a ResNet-50-shaped stream of base width {base_width}")
+
+
+@functools.lru_cache(maxsize=4)
+def stream_shapes(arch: str = "resnet50") -> dict[str, tuple]:
+    """``{name: shape}`` of the stream ``arch`` (:func:`parse_arch`), built on the ``meta`` device
+    (no memory, no initialisation)."""
+    with torch.device("meta"):
+        stream = TSMResNet(parse_arch(arch))
+    return {k: tuple(v.shape) for k, v in stream.state_dict().items()}
+
+
+def resnet_architecture_problem(path: str | os.PathLike, arch: str = "resnet50") -> Optional[str]:
+    """Whether a weights file is a torchvision ResNet state dict that fits the stream ``arch``: key names
+    and shapes compared, nothing loaded (``.safetensors`` header, ``torch.load(mmap=True)``). Shared by
+    :mod:`reprolib.experiments.preflight`; the loader checks the same thing with :func:`stream_misfit`.
+
+    Returns:
+        ``None`` when it fits, else a report naming the file.
+
+    Raises:
+        WeightsFormatError: the file cannot be read as a state dict of tensors.
+    """
+    given = read_state_shapes(path, wrappers=("state_dict", "model"))
+    return stream_misfit(stream_shapes(arch), given, str(path), parse_arch(arch))
 
 
 def _torch_hub_checkpoints() -> Path:
