@@ -12,7 +12,7 @@ Commands (each one line in ``python -m reprolib --help``)::
     rehearse {ddp|resume} CONFIG         the rehearsal's multi-process phases: torchrun DDP; kill and resume
     eval RUN_DIR                         re-evaluate a run's checkpoint
     runs status [--profile P]            stored runs trained with other code; retraining cost
-    plan NOTEBOOK|all [--profile paper]  runs, steps, FLOPs/step, estimated hours per notebook and in all
+    plan NOTEBOOK|all [--order|--markdown]  runs, steps, FLOPs/step, hours and memory per notebook (--calibrate: time this device)
     bench {data|eval|text|train|check}   benchmarks (not tests)
     profile [CONFIG]                     parameters per module and FLOPs of a config's model
     notebook {run|list|generate}         render notebooks headless with papermill; list them; write them from specs
