@@ -190,7 +190,7 @@ def _one_line(error: BaseException) -> str:
     kind = type(error).__name__
     generic = ("ConfigError", "ValueError", "FileNotFoundError", "FileExistsError", "RuntimeError", "OSError",
                "WeightsNotFoundError", "WeightsFormatError", "WeightsChecksumError", "RunStoreError",
-               "ImportAuditError", "OfficialFormatError")
+               "ImportAuditError", "OfficialFormatError", "PhaseCheckError")
     return text if (kind in generic and text) else f"{kind}: {text or '(no message)'}"
 
 

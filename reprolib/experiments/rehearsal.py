@@ -26,7 +26,9 @@ Everything lives under ``data/rehearsal/`` (weights, worlds; generated, never co
 Entry points: ``make rehearse`` (every notebook), ``make reproduce-<paper>-<item> REHEARSAL=1``,
 ``python -m reprolib notebook run NAME --profile paper --rehearsal``, the notebook parameter
 ``rehearsal = True``, ``python -m reprolib rehearse prepare`` (weights and worlds only) and
-``python -m reprolib rehearse train CONFIG`` (one config). ``docs/rehearsal.md`` has the decisions.
+``python -m reprolib rehearse train CONFIG`` (one config). The phases that need more than one process,
+a 2-process ``torchrun`` launch and a kill-and-resume, are ``rehearse ddp CONFIG`` and ``rehearse resume
+CONFIG`` (:mod:`reprolib.experiments.rehearsal_phases`). ``docs/rehearsal.md`` has the decisions.
 """
 from __future__ import annotations
 
