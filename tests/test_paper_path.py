@@ -331,6 +331,9 @@ def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch
     calls = []
 
     def fake_call(cmd, stdout, stderr, env):  # a render: the notebook "vld_table3" fails
+        if "rehearse" in cmd:  # a phase check
+            calls.append((" ".join(cmd[cmd.index("rehearse"):]), env["OMP_NUM_THREADS"], True))
+            return 0
         name = cmd[cmd.index("run") + 1]
         calls.append((name, env["OMP_NUM_THREADS"], "--rehearsal" in cmd and "paper" in cmd))
         stdout.write(f"INFO rendering\nValueError: boom in {name}\n" if name == "vld_table3" else
@@ -351,3 +354,12 @@ def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch
     assert (tmp_path / "rehearsal" / "logs" / "cmft_table3.log").is_file()
     out = capsys.readouterr().out
     assert "1/3 rendered" in out and "FAILED" in out
+    assert not any(c[0].startswith("rehearse") for c in calls)  # named notebooks: no phase checks
+
+    calls.clear()
+    monkeypatch.setattr(rehearse, "rehearsal_notebooks", lambda paper=None: ["quickstart"])
+    assert rehearse.main(["--jobs", "1"]) == 0  # everything: the notebooks, then DDP and resume, in order
+    assert [c[0] for c in calls] == ["quickstart", "rehearse ddp cmft_regdb", "rehearse resume cmft_regdb"]
+    assert calls[0][1] == "2"  # one render at a time gets both cores
+    report = json.loads((tmp_path / "rehearsal" / "report.json").read_text())
+    assert [n["notebook"] for n in report["notebooks"]] == ["quickstart", "ddp-cmft_regdb", "resume-cmft_regdb"]

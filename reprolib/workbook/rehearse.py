@@ -4,7 +4,8 @@
 profile on stand-ins (:mod:`reprolib.experiments.rehearsal`), each in its own ``python -m reprolib
 notebook run NAME --profile paper --rehearsal`` process, ``jobs`` at a time with the CPU's cores
 shared between them (``OMP_NUM_THREADS`` = cores // jobs). Two notebooks that need the same run
-never train it twice: the second waits on the run store's lock and then loads it.
+never train it twice: the second waits on the run store's lock and then loads it. After the notebooks
+come the phases no notebook runs (:data:`PHASES`): a 2-process DDP launch and a kill-and-resume.
 
 A failure does not stop the others: every notebook is tried, its output goes to
 ``results/rehearsal/logs/<notebook>.log`` (the failed render is kept as ``<stem>.FAILED.ipynb``),
@@ -31,12 +32,16 @@ from typing import Optional, Sequence
 
 from reprolib.utils.progress import format_duration
 
-__all__ = ["Outcome", "rehearsal_notebooks", "rehearse_notebooks", "main"]
+__all__ = ["Outcome", "PHASES", "rehearsal_notebooks", "rehearse_notebooks", "main"]
 
 log = logging.getLogger(__name__)
 
 #: What ``make rehearse`` renders besides the table/figure notebooks (issue: "and the quickstart").
 EXTRA = ("quickstart",)
+#: The phases no notebook runs, checked after the notebooks (:mod:`reprolib.experiments.rehearsal_phases`):
+#: a 2-process DDP launch and a kill-and-resume, on CMFT's RegDB config (ResNet-50 streams on still
+#: images, the cheapest paper config; a ViT-B/16 row needs two 6-9 GB processes).
+PHASES = (("ddp", "cmft_regdb"), ("resume", "cmft_regdb"))
 
 
 @dataclass
@@ -67,10 +72,15 @@ def _results() -> Path:
 
 def _render(name: str, device: str, threads: int, log_dir: Path) -> Outcome:
     """Render ``name`` in a child process; its whole output goes to ``log_dir/<name>.log``."""
+    return _child(name, ["notebook", "run", name, "--profile", "paper", "--rehearsal", "--device", device,
+                         "--no-progress"], threads, log_dir)
+
+
+def _child(name: str, args: list[str], threads: int, log_dir: Path) -> Outcome:
+    """``python -m reprolib ARGS`` in a child process at ``threads`` threads, logged to ``log_dir/<name>.log``."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log_file = log_dir / f"{name}.log"
-    cmd = [sys.executable, "-m", "reprolib", "notebook", "run", name, "--profile", "paper", "--rehearsal",
-           "--device", device, "--no-progress"]
+    cmd = [sys.executable, "-m", "reprolib", *args]
     start = time.perf_counter()
     with open(log_file, "w") as fh:
         rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -86,7 +96,7 @@ def _render(name: str, device: str, threads: int, log_dir: Path) -> Outcome:
 
 
 def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto",
-                       threads: Optional[int] = None) -> list[Outcome]:
+                       threads: Optional[int] = None, phases: Sequence[tuple[str, str]] = ()) -> list[Outcome]:
     """Render ``names`` as rehearsals, ``jobs`` at a time; every one is tried.
 
     Args:
@@ -94,6 +104,8 @@ def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto"
         jobs: notebooks rendered at once.
         device: ``cpu`` | ``cuda`` | ``auto`` (a rehearsal's ``auto`` is the GPU if there is one).
         threads: torch threads per render (default: the CPU's cores // ``jobs``, at least 1).
+        phases: ``(check, config)`` pairs of the multi-process phases run after the notebooks, one at a
+            time (:data:`PHASES`: ``rehearse ddp`` and ``rehearse resume``).
 
     Returns:
         One :class:`Outcome` per notebook, in the order of ``names``; ``report.json`` beside the
@@ -125,6 +137,12 @@ def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto"
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         outcomes = list(pool.map(one, names))
+    for check, config in phases:  # each uses the whole machine (two processes, or two runs side by side)
+        log.info("started  rehearse %s %s", check, config)
+        outcome = _child(f"{check}-{config}", ["rehearse", check, config], 1, log_dir)
+        outcomes.append(outcome)
+        log.info("rehearse %s %s: %s in %s%s", check, config, "ok" if outcome.ok else "FAILED",
+                 format_duration(outcome.seconds), f"\n    {outcome.error}" if outcome.error else "")
     total = time.perf_counter() - start
     atomic_write_json(out / "report.json", {
         "jobs": jobs, "threads_per_job": threads, "device": device, "cpu_count": os.cpu_count(),
@@ -142,9 +160,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2") or 2),
                    help="notebooks rendered at once, the cores shared between them (default 2, $JOBS)")
     p.add_argument("--device", default="auto", help="auto (the GPU if there is one, else cpu) | cpu | cuda")
+    p.add_argument("--no-phases", dest="phases", action="store_false",
+                   help="skip the DDP and resume checks that follow a rehearsal of every notebook")
     a = p.parse_args(argv)
     names = list(a.names) or rehearsal_notebooks(a.paper)
-    outcomes = rehearse_notebooks(names, jobs=a.jobs, device=a.device)
+    everything = not a.names and not a.paper
+    outcomes = rehearse_notebooks(names, jobs=a.jobs, device=a.device, phases=PHASES if everything and a.phases else ())
     report = _results() / "report.json"
     total = json.loads(report.read_text())["wall_seconds"]
     print(f"\n{'notebook':<16} {'status':<7} {'wall':>7}")
