@@ -42,7 +42,7 @@ NB_DEPS := $(if $(REHEARSAL),rehearsal-world,$(if $(filter paper,$(PROFILE)),$(S
 .DEFAULT_GOAL := help
 .PHONY: help install world check-world check-data reproduce reproduce-all test test-fast lab \
         bench-data bench-eval weights-check rehearse rehearsal-world reproduce-table3 reproduce-quickstart \
-        reproduce-vld-table3 compare-method clean
+        reproduce-vld-table3 compare-method eval-released clean
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -92,6 +92,14 @@ reproduce-%: $(NB_DEPS) ## any notebook: reproduce-<paper>-<item> (e.g. reproduc
 compare-method: $(NB_DEPS) ## your method beside the papers' (docs/new_method.md): METHOD=my.yaml FAMILY_PATH=dir [SEEDS="[1,2,3]"]
 	$(NB) my_method $(if $(METHOD),--param method_config=$(abspath $(METHOD))) \
 	  $(if $(FAMILY_PATH),--param family_path=$(abspath $(FAMILY_PATH))) $(if $(SEEDS),--param 'seeds=$(SEEDS)')
+
+# eval-released renders on the paper profile unless PROFILE is given on the command line (smoke/embedded: a stand-in)
+EVAL_PROFILE := $(if $(REHEARSAL),paper,$(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper))
+eval-released: $(if $(REHEARSAL),rehearsal-world,$(if $(filter paper,$(EVAL_PROFILE)),$(STAMP),world)) ## an official checkpoint imported, evaluated, beside the paper's numbers: PAPER=vld|clipreid|tfclip|xreid WEIGHTS=file [CONFIG=vld_bupt] (REHEARSAL=1: a stand-in)
+	$(PY) -m reprolib notebook run eval_released --profile $(EVAL_PROFILE) --device $(DEVICE) $(if $(REHEARSAL),--rehearsal) \
+	  $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(BUPT_ROOT),--bupt-root $(BUPT_ROOT)) \
+	  $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS)) --param paper=$(or $(PAPER),vld) \
+	  $(if $(WEIGHTS),--param weights=$(abspath $(WEIGHTS))) $(if $(CONFIG),--param config=$(CONFIG))
 
 reproduce-table3: $(NB_DEPS) ## Table 3 of every paper (PAPER=xreid|vld|cmft selects one)
 	$(PY) -m reprolib notebook list --item table3 $(if $(PAPER),--paper $(PAPER)) --names | \

@@ -316,7 +316,7 @@ def test_make_rehearse_renders_the_quickstart_and_every_table_notebook_each_taki
 
     names = rehearsal_notebooks()
     tables = [nb.key for nb in discover() if nb.paper]
-    assert len(tables) == 32 and names == ["quickstart", *tables]
+    assert len(tables) == 32 and names == ["quickstart", "eval_released", *tables]
     assert rehearsal_notebooks("cmft") == [k for k in tables if k.startswith("cmft_")]
     for name in names:
         assert "rehearsal" in _parameter_names(find(name).path), name

@@ -18,7 +18,7 @@ from reprolib.data.datasets import build_dataset
 from reprolib.engine import evaluate_run
 from reprolib.engine.trainer import build_model, checkpoint_architecture
 from reprolib.experiments.runstore import ensure_world
-from reprolib.experiments.official_import import get_mapping, import_official, imported_run
+from reprolib.experiments.official_import import get_mapping, import_official, imported_run, write_official_standin
 from reprolib.models.official import (ImportAuditError, OfficialFormatError, apply_mapping, invert_mapping,
                                       read_official_state_dict)
 from reprolib.utils.seed import seed_everything
@@ -220,3 +220,105 @@ def test_tfclip_round_trip_from_a_wrapped_pth_tar(tmp_path):
             assert torch.equal(state[k], v), k
     assert set(result.audit.dropped) == {"classifier_proj_temp2.weight", "SSP.alpha"}
     assert set(result.audit.derived) == {"memory", "memory_ready"} and not bool(state["memory_ready"])
+
+
+@pytest.fixture(scope="module")
+def xreid_official(tmp_path_factory):
+    """``(ours, official, path)``: our X-ReID (CPC + SII, as released) state dict and the file the official
+    code would save for it, with the tensors it builds but never uses."""
+    ours = _perturbed(_model("xreid", ["model.extra.lii=false", "model.extra.cii=false"]).state_dict())
+    official = invert_mapping(get_mapping("xreid"), ours)
+    block = "TSM_space.Reconstuct_shift.Rotation."
+    for k in [k for k in official if k.startswith(block)]:  # LII: one block like SII's, never called
+        official[k.replace(block, "TSM_temp.Reconstuct_shift.Rotation.")] = official[k].clone()
+    for k in [k for k in official if k.startswith(("bn_TSM_tp0.", "bn_TSM_frame0."))]:
+        official[k.replace("0.", "1.", 1)] = official[k].clone()
+        official[k.replace("bn_TSM_tp0.", "bottleneck_local.")] = official[k].clone()
+    for name in ("classifier_TSM_frame0.weight", "classifier_TSM_tp1.weight", "classifier_TSM_frame1.weight"):
+        official[name] = official["classifier_TSM_tp0.weight"].clone()
+    path = tmp_path_factory.mktemp("official") / "checkpoint_ep.pth.tar"
+    torch.save({"module." + k: v for k, v in official.items()}, path)  # DataParallel names, as the code saves
+    return ours, official, path
+
+
+def test_xreid_official_key_names(xreid_official):
+    ours, official, _ = xreid_official
+    for key in ("image_encoder.conv1.weight", "image_encoder.positional_embedding", "cv_embed",
+                "bn_feat_temp.running_var", "bn_proj_frame.weight", "classifier_clip_temp.weight",
+                "classifier_clip_frame.weight", "TSM_space.Reconstuct_shift.Rotation.attn.normy.weight",
+                "TSM_space.Reconstuct_shift2.Rotation.attn.q_.weight",
+                "TSM_space.Reconstuct_shift2.Rotation.mlp.fc2.bias",
+                "bn_TSM_tp0.running_mean", "bn_TSM_frame0.weight", "classifier_TSM_tp0.weight"):
+        assert key in official, key
+    # official cv_embed is indexed by camid - 1: one row fewer than our raw-camid table
+    assert official["cv_embed"].shape[0] == ours["visual.camera_embed"].shape[0] - 1
+    assert torch.equal(official["cv_embed"], ours["visual.camera_embed"][1:])
+
+
+def test_xreid_import_round_trip_and_eval(xreid_official, tmp_path):
+    ours, _, path = xreid_official
+    result = import_official("xreid", path, profile="smoke", overrides=SMOKE, out=tmp_path / "run")
+    assert result.imported["implied_overrides"] == ["model.extra.lii=false", "model.extra.cii=false"]
+    assert set(result.metrics["eval"]) == {"ir2rgb", "rgb2ir"}  # the test features need no CPC memory
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert set(state) == set(ours)
+    for k, v in ours.items():
+        if k == "visual.camera_embed":
+            assert torch.equal(state[k][1:], v[1:]) and not state[k][0].any()  # row 0: no camera 0
+        elif not k.startswith("cpc."):
+            assert torch.equal(state[k], v), k
+    dropped = result.audit.summary()["dropped"]
+    assert {"TSM_temp.Reconstuct_shift.Rotation.attn.q_.weight", "classifier_TSM_frame0.weight",
+            "classifier_TSM_tp1.weight", "bottleneck_local.weight"} <= set(result.audit.dropped)
+    assert any(p.startswith("bn_TSM_frame1.") for p in dropped)
+    assert set(result.audit.derived) == {"cpc.initialized", "cpc.memories.rgb.features", "cpc.memories.ir.features"}
+    assert any("module." in n for n in result.audit.notes)
+    assert not bool(state["cpc.initialized"])
+
+
+def test_xreid_audit_names_lii_and_camera_problems(xreid_official, tmp_path):
+    _, official, _ = xreid_official
+    target = _model("xreid", ["model.extra.cii=false"]).state_dict()  # LII on: the release never trained it
+    state = dict(official)
+    rows, width = official["cv_embed"].shape
+    state["cv_embed"] = torch.zeros(rows + 1, width)  # a 0-based table of the raw ids: one row too many
+    with pytest.raises(ImportAuditError) as info:
+        apply_mapping(get_mapping("xreid"), state, target, source="checkpoint_ep.pth.tar")
+    text = str(info.value)
+    for expected in ("missing from the file", "mii.lii.blocks.#", "model.extra.lii=false", "shape mismatch",
+                     f"cv_embed: file ({rows + 1}, {width}) -> ({rows + 2}, {width}), model ({rows + 1}, {width})",
+                     "camid - 1"):
+        assert expected in text, expected
+
+
+def test_official_format_standin_is_deterministic_and_imports(tmp_path):
+    from reprolib.models.weights import sha256_file
+
+    first = write_official_standin("xreid", tmp_path / "a.pth", profile="smoke", overrides=SMOKE)
+    second = write_official_standin("xreid", tmp_path / "b.pth", profile="smoke", overrides=SMOKE)
+    assert sha256_file(first) == sha256_file(second)  # the same file, so a re-render reuses the import
+    state, _ = read_official_state_dict(first)
+    assert "TSM_space.Reconstuct_shift2.Rotation.attn.q_.weight" in state and "cv_embed" in state
+    result = import_official("xreid", first, profile="smoke", overrides=SMOKE, out=tmp_path / "run", evaluate=False)
+    assert result.audit.summary()["mapped"] == len(state)
+
+
+def test_releases_name_real_configs_and_paper_rows():
+    from reprolib.experiments.official_import import MAPPINGS
+    from reprolib.models.official.releases import RELATIONS, RELEASES, comparison_table, get_release, paper_numbers
+
+    assert {family for family, _ in RELEASES} == set(MAPPINGS)
+    for (family, config), release in RELEASES.items():
+        assert load_config(config, "smoke").model.name == family
+        assert release.rows and all(row.relation in RELATIONS for row in release.rows)
+        for row in release.rows:
+            numbers = paper_numbers(row)
+            assert set(numbers) == {"ir2rgb", "rgb2ir"} and all("R1" in m and "mAP" in m for m in numbers.values())
+    vld = get_release("vld")
+    assert vld.config == "vld" and vld.rows[0].relation == "release"
+    assert get_release("vld", "vld_bupt").dataset == "bupt"
+    ours = {"ir2rgb": {"R1": 70.0, "mAP": 55.0}, "rgb2ir": {"R1": 71.0, "mAP": 56.0}}
+    table = comparison_table(vld, ours)
+    assert table.loc[("  ours - paper", "delta"), ("ir2rgb", "R1")] == pytest.approx(70.0 - 74.3)
+    with pytest.raises(KeyError, match="known: vld"):
+        get_release("cmft")

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-__all__ = ["ImportResult", "MAPPINGS", "get_mapping", "import_official", "imported_run", "default_import_dir", "main"]
+__all__ = ["ImportResult", "MAPPINGS", "get_mapping", "import_official", "imported_run", "default_import_dir",
+           "write_official_standin", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ MAPPINGS: dict[str, str] = {  # the mappings live in reprolib.models.official (l
     "vld": "reprolib.models.official.vld:VLD_MAPPING",
     "clipreid": "reprolib.models.official.clipreid:CLIPREID_MAPPING",
     "tfclip": "reprolib.models.official.tfclip:TFCLIP_MAPPING",
+    "xreid": "reprolib.models.official.xreid:XREID_MAPPING",
 }
 
 
@@ -92,7 +94,7 @@ def import_official(family: str, path: str | Path, config: Optional[str] = None,
     """Import an official released checkpoint of ``family`` as a finished, evaluated run.
 
     Args:
-        family: our family name (``vld``, ``clipreid``).
+        family: our family name (a key of :data:`MAPPINGS`: ``vld``, ``clipreid``, ``tfclip``, ``xreid``).
         path: the released file.
         config: config name or path; default the family's (``vld`` for VLD, ``clipreid``).
         profile: ``paper`` (default), ``smoke`` or ``embedded``.
@@ -225,6 +227,55 @@ def imported_run(run_dir: str | Path) -> Any:
         raise ValueError(f"{run_dir}: provenance.json has no 'imported' record; a trained run is loaded with get_run")
     return Run(run_dir, load_config(str(run_dir / "config.yaml")), read_metrics(run_dir / "metrics.json"),
                f"imported-{record['source_sha256'][:12]}", cached=True)
+
+
+def write_official_standin(family: str, path: str | Path, config: Optional[str] = None, profile: str = "paper",
+                           overrides: Sequence[str] = ()) -> Path:
+    """Write a checkpoint in the **official** format of ``family``, made from a model of ours.
+
+    The stand-in of a release where there is none (the rehearsal, the smoke and embedded profiles):
+    our model for the config (with its backbone's pretrained file, e.g. the rehearsal's stand-in CLIP
+    weights, and the config's seeded heads) is mapped back to the official names by inverting the
+    family's mapping (:func:`~reprolib.models.official.mapping.invert_mapping`) and saved as the
+    official code saves it, a bare state dict, so that ``weights import`` reads it as it reads a
+    release. The file holds every tensor the mapping maps, with a camera table (``cv_embed``) where the
+    family has one, and none of the tensors the mapping drops. Deterministic for a config: the
+    same file (and SHA-256) every time.
+
+    Args:
+        family: our family (a key of :data:`MAPPINGS`).
+        path: where to write the file (parent folders are created).
+        config: config name or path; default the family's.
+        profile: ``smoke``, ``embedded`` or ``paper``.
+        overrides: ``key=value`` strings (data root, backbone weights); the file's implied overrides
+            (as :func:`import_official` applies them) come first.
+
+    Returns:
+        ``path``.
+    """
+    from reprolib.config import load_config
+    from reprolib.data.datasets import build_dataset
+    from reprolib.engine.trainer import build_model
+    from reprolib.experiments.runstore import ensure_world
+    from reprolib.models.official.mapping import invert_mapping
+    from reprolib.utils.io import atomic_torch_save
+    from reprolib.utils.seed import seed_everything
+
+    mapping = get_mapping(family)
+    # the structure a release of this family has: the implied overrides of a file with a camera table
+    implied = mapping.implied_overrides(["cv_embed"]) if mapping.implied_overrides else []
+    cfg = load_config(config or mapping.default_config, profile, [*implied, *overrides])
+    ensure_world(cfg)
+    dataset = build_dataset(cfg.data)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, dataset)
+    official = invert_mapping(mapping, model.state_dict())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(dict(official), path)
+    logger.info("official-format %s stand-in of config '%s' (%s profile): %d tensors -> %s", family, cfg.name,
+                cfg.profile, len(official), path)
+    return path
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

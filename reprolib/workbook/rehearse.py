@@ -36,8 +36,9 @@ __all__ = ["Outcome", "PHASES", "rehearsal_notebooks", "rehearse_notebooks", "ma
 
 log = logging.getLogger(__name__)
 
-#: What ``make rehearse`` renders besides the table/figure notebooks (issue: "and the quickstart").
-EXTRA = ("quickstart",)
+#: What ``make rehearse`` renders besides the table/figure notebooks: the quickstart, and a released
+#: checkpoint evaluated beside the paper (on a stand-in written in the official format).
+EXTRA = ("quickstart", "eval_released")
 #: The phases no notebook runs, checked after the notebooks (:mod:`reprolib.experiments.rehearsal_phases`):
 #: a 2-process DDP launch and a kill-and-resume, on CMFT's RegDB config (ResNet-50 streams on still
 #: images, the cheapest paper config; a ViT-B/16 row needs two 6-9 GB processes).

@@ -4,8 +4,10 @@
 * :mod:`~reprolib.models.official.mapping`: rules, drops, derived tensors and the strict audit;
 * :mod:`~reprolib.models.official.reader`: reading a released file safely (tensors only);
 * :mod:`~reprolib.models.official.vld`, :mod:`~reprolib.models.official.clipreid`,
-  :mod:`~reprolib.models.official.tfclip`: the families' mappings,
+  :mod:`~reprolib.models.official.tfclip`, :mod:`~reprolib.models.official.xreid`: the families' mappings,
   each naming the repository, commit and files its key names and shapes come from;
+* :mod:`~reprolib.models.official.releases`: what each family's releases are and which reported numbers
+  ``make eval-released`` (notebook ``95_eval_released``) sets beside our evaluation of one;
 * :mod:`reprolib.experiments.official_import`: the run directory and the command line (it needs the data,
   engine and run store, which sit above the models).
 

@@ -129,6 +129,9 @@ class FamilyMapping:
         implied_overrides: ``--set`` strings implied by the file's keys (a structural option the
             file decides, e.g. whether it has a camera table); applied before the user's own.
         identity_config_hint: what to do when the identity count differs (names the configs).
+        missing_hints: ``(pattern of ours, hint)`` pairs: the hint is shown when a tensor of ours
+            matching the pattern (exact, or a prefix ending in ``*``) is missing from the file (a
+            module the release does not have or never trained, and the option that removes it).
     """
 
     family: str
@@ -141,6 +144,7 @@ class FamilyMapping:
     finalize: Optional[Callable[[Any], None]] = None
     implied_overrides: Optional[Callable[[Iterable[str]], list[str]]] = None
     identity_config_hint: str = ""
+    missing_hints: tuple[tuple[str, str], ...] = ()
 
     def rule_for_official(self, key: str) -> Optional[tuple[Rule, str]]:
         """The first rule whose ``official`` pattern matches ``key``, and our key."""
@@ -306,7 +310,8 @@ def apply_mapping(mapping: FamilyMapping, official: dict[str, Tensor], target: d
         value = rule.to_ours(tensor) if rule.to_ours is not None and tensor.dim() > 0 else tensor
         want = target[our_key]
         if _shape(value) != _shape(want):
-            mismatched[key] = f"file {_shape(tensor)}, model {_shape(want)} ({our_key})"
+            mapped_as = f" -> {_shape(value)}" if _shape(value) != _shape(tensor) else ""
+            mismatched[key] = f"file {_shape(tensor)}{mapped_as}, model {_shape(want)} ({our_key})"
             seen_ours.add(our_key)
             if rule.per_identity and value.dim() > 0 and want.dim() > 0:
                 identity_rows[key] = (value.shape[0], want.shape[0])
@@ -338,6 +343,9 @@ def apply_mapping(mapping: FamilyMapping, official: dict[str, Tensor], target: d
             continue
         missing[found[1] if found else our_key] = (f"-> {our_key}" if found else
                                                    f"{our_key} has no official counterpart in the mapping")
+        for pattern, hint in mapping.missing_hints:
+            if _match(pattern, our_key) is not None and hint not in hints:
+                hints.append(hint)
     if unexpected or not_in_model or mismatched or missing:
         parts = [f"{source} does not fit {target_name} ({mapping.official_name} -> reprolib '{mapping.family}'); "
                  f"nothing was written:"]
