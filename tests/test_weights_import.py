@@ -320,5 +320,7 @@ def test_releases_name_real_configs_and_paper_rows():
     ours = {"ir2rgb": {"R1": 70.0, "mAP": 55.0}, "rgb2ir": {"R1": 71.0, "mAP": 56.0}}
     table = comparison_table(vld, ours)
     assert table.loc[("  ours - paper", "delta"), ("ir2rgb", "R1")] == pytest.approx(70.0 - 74.3)
+    stand_in = comparison_table(vld, ours, deltas=False)  # a stand-in's numbers are no estimate of the paper's
+    assert "delta" not in set(stand_in.index.get_level_values("relation")) and len(stand_in) == len(table) // 2 + 1
     with pytest.raises(KeyError, match="known: vld"):
         get_release("cmft")

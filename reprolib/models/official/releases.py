@@ -149,17 +149,20 @@ def paper_numbers(row: PaperRow) -> dict[str, dict[str, float]]:
     return out
 
 
-def comparison_table(release: Release, ours: Mapping[str, Mapping[str, float]], label: str = "ours") -> Any:
+def comparison_table(release: Release, ours: Mapping[str, Mapping[str, float]], label: str = "ours",
+                     deltas: bool = True) -> Any:
     """Our evaluation of the file beside the release's paper rows, and our difference to each.
 
     Args:
         release: the :class:`Release`.
         ours: ``{direction: {metric: value}}`` (``metrics.json``'s ``eval``; percent).
         label: the name of our row.
+        deltas: add the difference rows; only meaningful when ours is the real file on the real test
+            set (a stand-in on a miniature world or a rehearsal is no estimate of the paper's number).
 
     Returns:
         A DataFrame indexed by ``(row, relation)`` with ``(direction, metric)`` columns; after each
-        paper row, a ``delta`` row (ours minus the paper's, where both exist).
+        paper row, with ``deltas``, a ``delta`` row (ours minus the paper's, where both exist).
     """
     import pandas as pd
 
@@ -174,7 +177,8 @@ def comparison_table(release: Release, ours: Mapping[str, Mapping[str, float]], 
     for prow in release.rows:
         theirs = paper_numbers(prow)
         add(prow.label, prow.relation, theirs)
-        add(f"  {label} - paper", "delta", {d: {m: float(ours[d][m]) - v for m, v in theirs.get(d, {}).items()
-                                                 if d in ours and m in ours[d]} for d in DIRECTIONS})
+        if deltas:
+            add(f"  {label} - paper", "delta", {d: {m: float(ours[d][m]) - v for m, v in theirs.get(d, {}).items()
+                                                     if d in ours and m in ours[d]} for d in DIRECTIONS})
     table = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["row", "relation"]), columns=columns)
     return table.dropna(axis=1, how="all").round(2)
