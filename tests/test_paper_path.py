@@ -363,3 +363,20 @@ def test_make_rehearse_tries_every_notebook_and_reports_each_failure(monkeypatch
     assert calls[0][1] == "2"  # one render at a time gets both cores
     report = json.loads((tmp_path / "rehearsal" / "report.json").read_text())
     assert [n["notebook"] for n in report["notebooks"]] == ["quickstart", "ddp-cmft_regdb", "resume-cmft_regdb"]
+
+
+def test_make_rehearse_shows_each_running_render_s_row_step_and_eta(tmp_path):
+    from reprolib.workbook.rehearse import latest_progress
+
+    log_file = tmp_path / "vld_table1.log"
+    assert latest_progress(log_file) == ""  # not started yet
+    log_file.write_text(
+        "INFO papermill: Executing Cell 5---------------------------------------\n"
+        "WARNING papermill: INFO reprolib.workbook.targets: vld table1: row 1/3 'VLD (T=6)' (vld )\n"
+        "WARNING papermill: INFO reprolib.engine.trainer: train vld 2/2 step epoch 2/2 loss 69.3 | 23 s/step, eta 0s\n"
+        "WARNING papermill: INFO reprolib.workbook.targets: vld table1: row 2/3 'VLD (T=10)' (vld data.seq_len=10)\n"
+        "WARNING papermill: INFO reprolib.models.weights: loading CLIP 'ViT-B-16-quickgelu' weights from x.pt\n"
+        "WARNING papermill: INFO reprolib.engine.trainer: train vld 1/2 step epoch 1/2 loss 83.9 | 66 s/step, eta 1m06s\n")
+    # the row being run and its latest step (not the step of the row before it, not other log lines)
+    assert latest_progress(log_file) == ("vld table1: row 2/3 'VLD (T=10)' (vld data.seq_len=10) | "
+                                         "train vld 1/2 step epoch 1/2 loss 83.9 | 66 s/step, eta 1m06s")

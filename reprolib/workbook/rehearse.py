@@ -8,7 +8,9 @@ never train it twice: the second waits on the run store's lock and then loads it
 come the phases no notebook runs (:data:`PHASES`): a 2-process DDP launch and a kill-and-resume.
 
 A failure does not stop the others: every notebook is tried, its output goes to
-``results/rehearsal/logs/<notebook>.log`` (the failed render is kept as ``<stem>.FAILED.ipynb``),
+``results/rehearsal/logs/<notebook>.log`` (the failed render is kept as ``<stem>.FAILED.ipynb``;
+every ``$REPROLIB_PROGRESS_EVERY`` seconds, default 60, one line per running render shows its row,
+step, loss and ETA from that log),
 and the end prints one line per notebook (status, wall time) and writes
 ``results/rehearsal/report.json``. The exit status is non-zero if any notebook failed.
 
@@ -22,17 +24,19 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from reprolib.utils.progress import format_duration
+from reprolib.utils.progress import format_duration, progress_every
 
-__all__ = ["Outcome", "PHASES", "rehearsal_notebooks", "rehearse_notebooks", "main"]
+__all__ = ["Outcome", "PHASES", "rehearsal_notebooks", "rehearse_notebooks", "latest_progress", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,41 @@ def _child(name: str, args: list[str], threads: int, log_dir: Path) -> Outcome:
     return Outcome(name, rc == 0, seconds, str(log_file.relative_to(log_dir.parent)), error)
 
 
+#: Loggers whose lines say where a render is: the row being run, the training step, a pass over the data.
+_PROGRESS = re.compile(r"(reprolib\.workbook\.targets|reprolib\.engine\.trainer|reprolib\.models[\w.]*): "
+                       r"(?P<text>.*(row \d+/\d+|eta |done in).*)$")
+
+
+def latest_progress(log_file: Path, tail_bytes: int = 16384) -> str:
+    """Where a render stands, from the end of its log: ``row i/n ... | <last progress line>`` ("" if none yet)."""
+    try:
+        with open(log_file, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - tail_bytes))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    row = step = ""
+    for line in lines:
+        m = _PROGRESS.search(line)
+        if not m:
+            continue
+        if "row " in m["text"] and "targets" in m[1]:
+            row, step = m["text"], ""
+        else:
+            step = m["text"]
+    return " | ".join(t for t in (row, step) if t)
+
+
+def _watch(running: dict[str, Path], stop: threading.Event, every: float) -> None:
+    """Every ``every`` seconds, one log line per running render with :func:`latest_progress` (the
+    terminal that ran ``make rehearse`` shows the row, step, loss and ETA of each)."""
+    while not stop.wait(every):
+        for name, log_file in list(running.items()):
+            where = latest_progress(log_file)
+            if where:
+                log.info("  %-14s %s", name, where)
+
+
 def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto",
                        threads: Optional[int] = None, phases: Sequence[tuple[str, str]] = ()) -> list[Outcome]:
     """Render ``names`` as rehearsals, ``jobs`` at a time; every one is tried.
@@ -126,9 +165,13 @@ def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto"
     start = time.perf_counter()
     done: dict[str, Outcome] = {}
 
+    running: dict[str, Path] = {}
+
     def one(name: str) -> Outcome:
         log.info("started  %s", name)
+        running[name] = log_dir / f"{name}.log"
         outcome = _render(name, device, threads, log_dir)
+        running.pop(name, None)
         done[name] = outcome
         elapsed = format_duration(time.perf_counter() - start)
         log.info("[%d/%d] %-14s %-6s %s  (elapsed %s)%s", len(done), len(names), name,
@@ -136,8 +179,14 @@ def rehearse_notebooks(names: Sequence[str], jobs: int = 1, device: str = "auto"
                  f"\n    {outcome.error}" if outcome.error else "")
         return outcome
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(one, names))
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(running, stop, progress_every()), daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            outcomes = list(pool.map(one, names))
+    finally:
+        stop.set()
     for check, config in phases:  # each uses the whole machine (two processes, or two runs side by side)
         log.info("started  rehearse %s %s", check, config)
         outcome = _child(f"{check}-{config}", ["rehearse", check, config], 1, log_dir)
