@@ -380,3 +380,22 @@ def test_make_rehearse_shows_each_running_render_s_row_step_and_eta(tmp_path):
     # the row being run and its latest step (not the step of the row before it, not other log lines)
     assert latest_progress(log_file) == ("vld table1: row 2/3 'VLD (T=10)' (vld data.seq_len=10) | "
                                          "train vld 1/2 step epoch 1/2 loss 83.9 | 66 s/step, eta 1m06s")
+
+
+def test_a_rehearsal_says_which_given_roots_and_weights_it_does_not_read(monkeypatch, caplog, tmp_path):
+    from reprolib.experiments import rehearsal as R
+
+    setup = R.Setup(roots={"hitsz-vcm": str(tmp_path / "vcm")}, clip_weights="/stand/in.pt",
+                    resnet_weights="/stand/r50.pth", clip_files={})
+    monkeypatch.setattr(R, "prepare", lambda *a, **k: setup)
+    for var in (*R.ENV_OF.values(), "CLIP_WEIGHTS", "RESNET50_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)  # the workbook sets them for the kernel; restored after the test
+    with caplog.at_level(logging.WARNING, logger="reprolib.workbook.session"):
+        wb = Workbook("paper", data_root="/data/HITSZ-VCM", resnet_weights="/w/r50.pth", rehearsal=True)
+    said = " ".join(r.getMessage() for r in caplog.records if "not reading" in r.getMessage())
+    assert "/data/HITSZ-VCM" in said and "/w/r50.pth" in said and "CLIP weights" not in said
+    assert wb.roots == setup.roots and wb.resnet_weights == "/stand/r50.pth"  # the stand-ins, not what was given
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="reprolib.workbook.session"):
+        Workbook("paper", rehearsal=True)
+    assert not any("not reading" in r.getMessage() for r in caplog.records)

@@ -88,6 +88,11 @@ class Workbook:
             log.warning("REHEARSAL of the paper profile (docs/rehearsal.md): random stand-in weights, a "
                         "paper-resolution miniature world, truncated schedules; outputs in results/rehearsal/, "
                         "and their numbers mean nothing")
+            given = [f"{ds} root {root}" for ds, root in self.roots.items()] + [
+                f"{kind} weights {w}" for kind, w in (("CLIP", clip_weights), ("ResNet-50", resnet_weights)) if w]
+            if given:
+                log.warning("rehearsal: not reading %s (a rehearsal runs on stand-ins; without REHEARSAL=1 / "
+                            "rehearsal=True these are what the paper profile trains on)", ", ".join(given))
             setup = R.prepare()  # stand-in weights and the paper-resolution world (written once)
             # a rehearsal never reads real data or real weights: the stand-ins replace whatever was given,
             # and the environment too, for the code paths that read it (cost and timing tables)
