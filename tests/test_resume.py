@@ -130,3 +130,23 @@ def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, smoke_root):
     assert m_cut["global_step"] == m_full["global_step"] == 8 and m_cut["num_processes"] == 1
     assert (cut_dir / "rank0.sha256").read_text() == (full_dir / "rank0.sha256").read_text()
     assert _log(cut_dir) == _log(full_dir)  # every step's loss components, bit for bit
+
+
+def test_a_finished_run_keeps_its_model_not_its_optimiser_state(tmp_path):
+    from reprolib.engine import train_experiment
+    from reprolib.utils.io import atomic_torch_save
+
+    cfg = toy_config(epochs=1)
+    first = train_experiment(cfg, tmp_path, trainer_cls=ToyTrainer)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["finished"] is True and "optimizer" not in ckpt
+    assert ckpt["model"] and ckpt["rng"] and ckpt["progress"]["epoch"] == cfg.train.epochs
+    # metrics.json lost: the run is evaluated again from its model, with no training step
+    (tmp_path / "metrics.json").unlink()
+    again = train_experiment(cfg, tmp_path, trainer_cls=ToyTrainer)
+    assert again["eval"] == first["eval"] and again["global_step"] == first["global_step"]
+    # a finished checkpoint cannot continue training (its Adam moments are gone)
+    ckpt["progress"]["epoch"] = 0
+    atomic_torch_save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="cannot continue training"):
+        ToyTrainer(cfg, tmp_path).fit()

@@ -19,6 +19,12 @@ containers, loaded **only** with ``torch.load(weights_only=True)`` (no arbitrary
 It is written atomically (temporary file + ``os.replace``) at every epoch end and every
 ``train.ckpt_every_iters`` steps, so a run killed at any moment leaves either the previous or
 the new checkpoint, never a torn one.
+
+Once a run is trained and evaluated (``metrics.json`` written), :func:`finish_checkpoint` drops the
+optimiser state and marks the checkpoint ``finished: True``: the model, progress, RNG and sampler
+states stay (evaluation, figures and Grad-CAM need only the model), the Adam moments go. They are two
+thirds of the file for a ViT-B/16 (1.8 GB -> 0.6 GB a run): kept, a paper store of 92 runs would hold
+about 165 GB of optimiser state nobody reads, and a 2-core rehearsal filled its disk with 57 GB.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ from torch import nn
 
 from reprolib.utils.io import atomic_torch_save, describe_load_error
 
-__all__ = ["CHECKPOINT_FORMAT", "Progress", "unwrap_model", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "Progress", "unwrap_model", "save_checkpoint", "load_checkpoint",
+           "finish_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +138,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: checkpoint format {ckpt['format']} is newer than this code "
                          f"(reads up to {CHECKPOINT_FORMAT})")
     return ckpt
+
+
+def finish_checkpoint(path: str | os.PathLike) -> bool:
+    """Drop the optimiser state of a finished run's checkpoint and mark it ``finished`` (atomically).
+
+    Call it only once the run's ``metrics.json`` is written: a finished checkpoint cannot continue
+    training (:meth:`reprolib.engine.trainer.Trainer.resume` loads its model and position only).
+
+    Args:
+        path: the run's ``last.pt`` (a missing file is left alone).
+
+    Returns:
+        True when the file was rewritten; False when it was missing or already finished.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    ckpt = load_checkpoint(path)
+    if ckpt.get("finished"):
+        return False
+    ckpt.pop("optimizer", None)
+    ckpt["finished"] = True
+    atomic_torch_save(ckpt, path)
+    log.debug("checkpoint %s finished: optimiser state dropped", path)
+    return True

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from reprolib.config import config_hash, load_config, to_dict
-from reprolib.engine.checkpoint import Progress, load_checkpoint, save_checkpoint
+from reprolib.engine.checkpoint import Progress, finish_checkpoint, load_checkpoint, save_checkpoint
 from reprolib.engine.distributed import (DistInfo, all_gather_object, barrier, broadcast_buffers,
                                          broadcast_object, cleanup_distributed, init_distributed, wrap_ddp)
 from reprolib.engine.evaluator import eval_setup, evaluate_model
@@ -336,7 +336,13 @@ class Trainer:
                              f"{self.config_hash}){self._config_diff()}; rerun with --force "
                              "(get_run(..., force=True)) to discard this checkpoint and train from scratch")
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("finished"):  # a trained and evaluated run: its optimiser state was dropped
+            if Progress(**ckpt["progress"]).epoch < self.cfg.train.epochs:
+                raise ValueError(f"{path}: a finished run's checkpoint (no optimiser state) at epoch "
+                                 f"{ckpt['progress']['epoch']} of {self.cfg.train.epochs}; it cannot continue "
+                                 "training: rerun with --force (get_run(..., force=True)) to train from scratch")
+        else:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -585,6 +591,7 @@ def train_experiment(cfg: Any, run_dir: str | os.PathLike, trainer_cls: type[Tra
         result = trainer.fit()
         if trainer.dist.is_main:
             atomic_write_json(Path(run_dir) / METRICS_NAME, result)
+            finish_checkpoint(trainer.checkpoint_path)  # the optimiser state is of no use any more
         barrier()
     finally:
         if owns_group:
