@@ -210,12 +210,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2") or 2),
                    help="notebooks rendered at once, the cores shared between them (default 2, $JOBS)")
     p.add_argument("--device", default="auto", help="auto (the GPU if there is one, else cpu) | cpu | cuda")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per render (default: the cores // --jobs; fewer leaves cores to other work)")
     p.add_argument("--no-phases", dest="phases", action="store_false",
                    help="skip the DDP and resume checks that follow a rehearsal of every notebook")
     a = p.parse_args(argv)
     names = list(a.names) or rehearsal_notebooks(a.paper)
     everything = not a.names and not a.paper
-    outcomes = rehearse_notebooks(names, jobs=a.jobs, device=a.device, phases=PHASES if everything and a.phases else ())
+    outcomes = rehearse_notebooks(names, jobs=a.jobs, device=a.device, threads=a.threads, phases=PHASES if everything and a.phases else ())
     report = _results() / "report.json"
     total = json.loads(report.read_text())["wall_seconds"]
     print(f"\n{'notebook':<16} {'status':<7} {'wall':>7}")
